@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="zoominnet_d2",
+    version="0.1.0",
+    description="ZoomInNet (Liu et al., Remote Sensing 2021): cross-scale knowledge "
+    "distillation for small objects in drone images, as a Detectron2 project",
+    packages=find_packages(include=["zoominnet_d2", "zoominnet_d2.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=1.10",
+        "torchvision>=0.11",
+        # Detectron2 is not on PyPI: `make setup` installs it (tools/install_detectron2.py)
+        # before this package, or keeps an official build that is already there.
+        "detectron2>=0.6",
+        "fvcore>=0.1.5,<0.1.6",
+        "pycocotools>=2.0.2",
+        "opencv-python-headless>=4.5",
+        "numpy>=1.21",
+        "Pillow>=8.0",
+    ],
+    extras_require={"dev": ["pytest>=7.0", "pytest-timeout>=2.1"]},
+)
