@@ -1,5 +1,57 @@
-"""Config keys of ZoomInNet (placeholder, filled by the method)."""
+"""Config keys of ZoomInNet, added to a Detectron2 config by :func:`add_zoominnet_config`."""
+from detectron2.config import CfgNode as CN
 
 
-def add_zoominnet_config(cfg):
+def add_zoominnet_config(cfg: CN) -> CN:
+    """Add the ZoomInNet keys (``MODEL.ZOOMIN``, ``INPUT.SQUARE_SIZE``, ``TEST.*``) to ``cfg``."""
+    _C = cfg
+
+    # Resize every image to SQUARE_SIZE x SQUARE_SIZE, ignoring its aspect ratio, as the
+    # authors' configs do (keep_ratio=False; 512 for the student, 1024 for the teacher).
+    # 0 keeps Detectron2's ResizeShortestEdge (INPUT.MIN_SIZE_* / MAX_SIZE_*).
+    _C.INPUT.SQUARE_SIZE = 0
+
+    _C.MODEL.ZOOMIN = CN()
+    # How the student's maps are brought to the teacher's grid:
+    #   "none": direct CSKD (Table 3 "SNet + CSKD"): the student is a plain RetinaNet and the
+    #           teacher's maps are average-pooled down to the student's grid;
+    #   "la":   layer adaption: the head towers run at the student's resolution, their outputs
+    #           are upsampled 2x (nearest) and only the final cls/box convs run on the 2x grid,
+    #           with anchors at the teacher's strides expressed in the student's input;
+    #   "fa":   feature-level alignment: the student's FPN gives P2-P6 (set MODEL.FPN.IN_FEATURES
+    #           to res2-res5 and MODEL.RETINANET.IN_FEATURES to p2-p6), paired with teacher P3-P7.
+    _C.MODEL.ZOOMIN.ALIGN = "none"
+    # Tensors that are distilled, one per level pair: "fpn" (the FPN outputs that feed the head;
+    # for LA upsampled 2x, nearest) or "tower" (the concatenated cls and box tower outputs, on
+    # which the final convs sit). The paper does not say; "fpn" follows FGFI and the paper's
+    # Figure 3 (distillation between the feature pyramids).
+    _C.MODEL.ZOOMIN.DISTILL_FEATURES = "fpn"
+    # Weight of the position-aware L2 loss, lambda_distill in Eq. 22 (paper: 0.01).
+    _C.MODEL.ZOOMIN.DISTILL_WEIGHT = 0.01
+
+    _C.MODEL.ZOOMIN.AKDP = CN()
+    # Anchors over which max_IOU(g) and lambda (Eqs. 13-15) are taken: "level" (each level on
+    # its own) or "image" (the anchors of all levels together).
+    _C.MODEL.ZOOMIN.AKDP.SCOPE = "level"
+    # Fixed lambda instead of mean + std of the IoU map (Eq. 15); FGFI uses 0.5.
+    # A negative value selects the adaptive lambda of the paper.
+    _C.MODEL.ZOOMIN.AKDP.LAMBDA = -1.0
+
+    _C.MODEL.ZOOMIN.TEACHER = CN()
+    # Config file of the teacher (a plain RetinaNet trained at INPUT_SCALE x the student's
+    # input). Empty: no teacher and no distillation (e.g. "SNet + LA"). The teacher is built
+    # for training only: evaluation, inference and FLOP counting build the student alone.
+    _C.MODEL.ZOOMIN.TEACHER.CONFIG_FILE = ""
+    # The teacher's checkpoint (a Detectron2 .pth); loaded strictly: missing, unexpected or
+    # mis-shaped keys are an error.
+    _C.MODEL.ZOOMIN.TEACHER.WEIGHTS = ""
+    # Teacher input size / student input size. LA and FA need 2 (a one-level grid shift).
+    _C.MODEL.ZOOMIN.TEACHER.INPUT_SCALE = 2.0
+    # Also store the teacher's weights (as "teacher.*") in the student's checkpoints.
+    _C.MODEL.ZOOMIN.TEACHER.SAVE_IN_CHECKPOINT = False
+
+    # Apply the VisDrone rule in evaluation: ground truth and detections with >= 50% of their
+    # area inside an ignored region (category 0) are removed before matching, as the official
+    # toolkit does.
+    _C.TEST.VISDRONE_IGNORE_RULE = True
     return cfg

@@ -1,0 +1,160 @@
+"""Tests of the synthetic VisDrone-format dataset generator (zoominnet_d2.data.synthetic)."""
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zoominnet_d2.data.synthetic import MARKER, generate_dataset, generate_split, main
+
+STEM = re.compile(r"\d{7}_synth_\d{7}")
+
+
+def read_annotations(split_dir):
+    """{stem: [[left, top, width, height, score, category, truncation, occlusion], ...]}."""
+    out = {}
+    for path in sorted((split_dir / "annotations").glob("*.txt")):
+        rows = []
+        for line in path.read_text().splitlines():
+            fields = line.split(",")
+            assert len(fields) == 8 and all(re.fullmatch(r"-?\d+", f) for f in fields), line
+            rows.append([int(f) for f in fields])
+        out[path.stem] = rows
+    return out
+
+
+def all_files(root):
+    """{relative path: bytes} of every file under ``root``."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def high_freq(rgb):
+    """Mean absolute difference between neighbouring pixels (both axes) of the grey image."""
+    grey = rgb.mean(axis=-1)
+    return (np.abs(np.diff(grey, axis=0)).mean() + np.abs(np.diff(grey, axis=1)).mean()) / 2
+
+
+@pytest.fixture(scope="module")
+def stats_split(tmp_path_factory):
+    """80 train images at 256 px, seed 0 (~2000 objects)."""
+    root = tmp_path_factory.mktemp("stats")
+    generate_split(root, "train", 80, 256, 0)
+    return root / "VisDrone2019-DET-train"
+
+
+def test_layout_and_line_format(tmp_path):
+    out = tmp_path / "synthdrone"
+    counts = generate_dataset(out, num_train=6, num_val=2, size=128, seed=3)
+    for split, num in (("train", 6), ("val", 2)):
+        split_dir = out / f"VisDrone2019-DET-{split}"
+        images = sorted(p.stem for p in (split_dir / "images").glob("*.jpg"))
+        annotations = read_annotations(split_dir)
+        assert images == sorted(annotations) and len(images) == num
+        assert all(STEM.fullmatch(stem) for stem in images), images
+        num_objects = 0
+        for stem, rows in annotations.items():
+            with Image.open(split_dir / "images" / f"{stem}.jpg") as im:
+                assert im.format == "JPEG" and im.mode == "RGB" and im.size == (128, 128)
+            for x, y, w, h, score, cat, trunc, occl in rows:
+                assert 0 <= cat <= 10 and score == (1 if cat > 0 else 0), (stem, cat, score)
+                assert w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= 128 and y + h <= 128
+                assert trunc == 0 and occl == 0
+                num_objects += cat > 0
+        assert counts[split] == {"images": num, "boxes": num_objects}
+    assert json.loads((out / MARKER).read_text())["counts"] == counts
+    assert [p.name for p in tmp_path.iterdir()] == ["synthdrone"], "temporary folder left over"
+
+
+def test_deterministic(tmp_path):
+    runs = {}
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        generate_dataset(tmp_path / name, num_train=4, num_val=2, size=128, seed=seed)
+        runs[name] = all_files(tmp_path / name)
+    assert runs["a"] == runs["b"]
+    assert runs["a"].keys() == runs["c"].keys()
+    differing = [k for k in runs["a"] if k != MARKER and runs["a"][k] != runs["c"][k]]
+    assert len(differing) == len(runs["a"]) - 1, "a different seed must change every file"
+
+
+def test_box_statistics(stats_split):
+    annotations = read_annotations(stats_split)
+    objects = [r for rows in annotations.values() for r in rows if r[5] > 0]
+    areas = np.array([r[2] * r[3] for r in objects])
+    small = (areas < 32 * 32).mean()
+    assert small > 0.7, f"only {small:.0%} of objects are smaller than 32x32 px"
+    per_image = len(objects) / len(annotations)
+    assert 10 <= per_image <= 40, f"{per_image:.1f} objects per image"
+    classes = {r[5] for r in objects}
+    assert len(classes) >= 8, f"classes present: {sorted(classes)}"
+    with_ignored = sum(any(r[5] == 0 for r in rows) for rows in annotations.values())
+    assert 0 < with_ignored < len(annotations), f"{with_ignored} images with ignored regions"
+    for rows in annotations.values():
+        for ix, iy, iw, ih, *_ in (r for r in rows if r[5] == 0):
+            for x, y, w, h, *_ in (r for r in rows if r[5] > 0):
+                inter_w = max(0, min(x + w, ix + iw) - max(x, ix))
+                inter_h = max(0, min(y + h, iy + ih) - max(y, iy))
+                assert inter_w * inter_h < 0.5 * w * h, "object inside an ignored region"
+
+
+@pytest.mark.parametrize("flat, patterned", [(4, 5), (1, 2)], ids=["car-van", "pedestrian-people"])
+def test_fine_pattern_vanishes_at_half_resolution(stats_split, flat, patterned):
+    mean_colour = {flat: [], patterned: []}
+    energy_full = {flat: [], patterned: []}
+    energy_half = {flat: [], patterned: []}
+    for stem, rows in read_annotations(stats_split).items():
+        with Image.open(stats_split / "images" / f"{stem}.jpg") as im:
+            full = np.asarray(im.convert("RGB"), float)
+            half = np.asarray(im.convert("RGB").resize((im.width // 2, im.height // 2),
+                                                       Image.BOX), float)
+        for x, y, w, h, _, cat, _, _ in rows:
+            if cat in mean_colour:
+                crop = full[y:y + h, x:x + w]
+                mean_colour[cat].append(crop.reshape(-1, 3).mean(axis=0))
+                energy_full[cat].append(high_freq(crop))
+                energy_half[cat].append(high_freq(half[y // 2:-(-(y + h) // 2),
+                                                       x // 2:-(-(x + w) // 2)]))
+    assert min(len(v) for v in mean_colour.values()) >= 50, "too few objects of the pair"
+    # Both classes draw from one palette: their mean colours may differ by sampling noise only
+    # (less than 3 standard errors, and at most 12 grey levels).
+    colour_gap = np.abs(np.mean(mean_colour[flat], 0) - np.mean(mean_colour[patterned], 0))
+    noise = np.sqrt(sum(np.var(v, axis=0) / len(v) for v in mean_colour.values()))
+    full_gap = np.mean(energy_full[patterned]) - np.mean(energy_full[flat])
+    half_gap = abs(np.mean(energy_half[patterned]) - np.mean(energy_half[flat]))
+    assert (colour_gap < np.minimum(3 * noise, 12)).all(), (
+        f"mean RGB of classes {flat}/{patterned} differ by {colour_gap.round(1)} "
+        f"(standard error {noise.round(1)})")
+    assert full_gap > 15, f"full-resolution high-frequency gap only {full_gap:.2f}"
+    assert half_gap < 0.15 * full_gap, (
+        f"after a 2x downsample the high-frequency gap is {half_gap:.2f} "
+        f"(full resolution: {full_gap:.2f}); the pattern must average out")
+
+
+def test_skip_if_complete_and_replace_own_dataset(tmp_path, capsys):
+    out = tmp_path / "synthdrone"
+    argv = ["--out", str(out), "--train", "2", "--val", "1", "--size", "128", "--seed", "0"]
+    main(argv)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    capsys.readouterr()
+    main(argv)
+    assert "skipping" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    main(argv[:-1] + ["1"])  # same folder, other parameters: it carries our marker, so replaced
+    assert json.loads((out / MARKER).read_text())["params"]["seed"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["synthdrone"]
+
+
+def test_refuses_foreign_non_empty_folder(tmp_path, capsys):
+    foreign = tmp_path / "mydata"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="mydata"):
+        generate_dataset(foreign, num_train=1, num_val=1, size=64, seed=0)
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(foreign), "--train", "1", "--val", "1", "--size", "64"])
+    assert str(foreign) in str(exc.value.code)
+    assert [p.name for p in foreign.iterdir()] == ["keep.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["mydata"]
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an existing empty folder is fine
+    assert generate_dataset(empty, num_train=1, num_val=0, size=64, seed=0)["train"]["images"] == 1

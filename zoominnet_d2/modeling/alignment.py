@@ -1,0 +1,94 @@
+"""Layer adaption (LA): a RetinaNet head whose final convs run on a 2x denser grid.
+
+The fingerprint of Table 3 (DESIGN-NOTES section 3) pins LA down: the cls and box towers run
+at the student's resolution, their outputs are upsampled 2x (nearest) and only the final
+``cls_score`` / ``bbox_pred`` convs run on the 2x grid. Anchors sit on that 2x grid at the
+teacher's strides expressed in the student's input (strides and sizes halved).
+
+FA needs no module of its own: it is the P2-P6 FPN of :mod:`.backbone` with the ordinary
+head (ThinHead: ``MODEL.RETINANET.NUM_CONVS: 2``).
+"""
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
+from detectron2.modeling.meta_arch.retinanet import RetinaNetHead
+from detectron2.structures import Boxes
+from torch import Tensor
+
+
+class ZoomInRetinaNetHead(RetinaNetHead):
+    """RetinaNet head that can upsample its tower outputs before the final convs and that
+    also returns the tower outputs (for tower distillation).
+
+    With ``upsample=1`` it computes exactly what :class:`RetinaNetHead` computes.
+    """
+
+    @configurable
+    def __init__(self, *, upsample: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.upsample = upsample
+
+    @classmethod
+    def from_config(cls, cfg, input_shape, upsample: int = 1):
+        ret = super().from_config(cfg, input_shape)
+        ret["upsample"] = upsample
+        return ret
+
+    def forward_with_towers(
+        self, features: List[Tensor]
+    ) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
+        """
+        Args:
+            features: #lvl FPN maps, each (N, C, Hi, Wi).
+
+        Returns:
+            logits: #lvl tensors (N, A*K, u*Hi, u*Wi), u = ``self.upsample``.
+            bbox_reg: #lvl tensors (N, A*4, u*Hi, u*Wi).
+            towers: #lvl tensors (N, 2*C', u*Hi, u*Wi): cls and box tower outputs
+                (upsampled), concatenated along channels.
+        """
+        logits, bbox_reg, towers = [], [], []
+        for feature in features:
+            cls_tower = self._upsample(self.cls_subnet(feature))
+            box_tower = self._upsample(self.bbox_subnet(feature))
+            logits.append(self.cls_score(cls_tower))
+            bbox_reg.append(self.bbox_pred(box_tower))
+            towers.append(torch.cat([cls_tower, box_tower], dim=1))
+        return logits, bbox_reg, towers
+
+    def forward(self, features: List[Tensor]):
+        logits, bbox_reg, _ = self.forward_with_towers(features)
+        return logits, bbox_reg
+
+    def _upsample(self, x: Tensor) -> Tensor:
+        if self.upsample == 1:
+            return x
+        return F.interpolate(x, scale_factor=self.upsample, mode="nearest")
+
+
+class UpsampledGridAnchorGenerator(DefaultAnchorGenerator):
+    """Anchors on a grid ``grid_scale`` times denser than the feature maps it is given.
+
+    RetinaNet asks its anchor generator for anchors with the backbone's feature maps; with LA
+    the predictions live on a 2x grid, so this generator places its anchors there. The
+    strides given to it must already be the 2x grid's (halved) strides.
+    """
+
+    @configurable
+    def __init__(self, *, grid_scale: int, **kwargs):
+        super().__init__(**kwargs)
+        self.grid_scale = grid_scale
+
+    @classmethod
+    def from_config(cls, cfg, input_shape, grid_scale: int = 2):
+        ret = super().from_config(cfg, input_shape)
+        ret["grid_scale"] = grid_scale
+        return ret
+
+    def forward(self, features: List[Tensor]):
+        grid_sizes = [[s * self.grid_scale for s in f.shape[-2:]] for f in features]
+        anchors_over_all_feature_maps = self._grid_anchors(grid_sizes)
+        return [Boxes(x) for x in anchors_over_all_feature_maps]

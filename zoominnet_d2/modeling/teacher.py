@@ -1,0 +1,127 @@
+"""The frozen 2x teacher: built from its own config file, loaded strictly, never trained.
+
+The teacher is deliberately *not* a registered submodule of the student. That one choice
+gives what the method needs without special cases elsewhere:
+
+- ``model.train()`` (called by ``SimpleTrainer`` and the evaluator) cannot flip it out of
+  eval mode, so its BatchNorm statistics never move;
+- its parameters are invisible to the optimizer, to DDP and to ``state_dict()``: student
+  checkpoints carry no copy of it (unless asked) and loading ``MODEL.WEIGHTS`` into the
+  student cannot collide with ``teacher.*`` keys through Detectron2's suffix matching.
+"""
+import os
+from typing import Dict, List, Tuple
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+from detectron2.structures import ImageList
+from torch import Tensor, nn
+
+
+def load_teacher_config(config_file: str):
+    """The teacher's Detectron2 config (with the ZoomInNet keys), frozen."""
+    from ..config import add_zoominnet_config
+
+    if not os.path.isfile(config_file):
+        raise FileNotFoundError(f"MODEL.ZOOMIN.TEACHER.CONFIG_FILE: no such file: {config_file}")
+    cfg = get_cfg()
+    add_zoominnet_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.freeze()
+    return cfg
+
+
+def load_state_dict_strictly(model: nn.Module, weights: str) -> None:
+    """Load a Detectron2 checkpoint into ``model``; any missing, unexpected or mis-shaped key
+    is a ``ValueError`` that names the file and the keys (Detectron2's checkpointer only
+    warns). Loads with ``weights_only=True``: the file cannot run code."""
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"MODEL.ZOOMIN.TEACHER.WEIGHTS: no such file: {weights}")
+    checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{weights}: not a Detectron2 checkpoint (no 'model' state dict)")
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshaped = sorted(
+        f"{k} {tuple(state[k].shape)} (model: {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    )
+    problems = [
+        f"{name} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+        for name, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
+        if keys
+    ]
+    if problems:
+        raise ValueError(f"teacher checkpoint {weights} does not fit the teacher config: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
+class FrozenTeacher:
+    """A RetinaNet in eval mode with ``requires_grad=False`` everywhere, run under no_grad.
+
+    Args:
+        model: the teacher RetinaNet (any Detectron2 ``DenseDetector`` with an FPN backbone
+            and a ``RetinaNetHead``).
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @classmethod
+    def from_files(cls, config_file: str, weights: str, device: str) -> "FrozenTeacher":
+        cfg = load_teacher_config(config_file)
+        model = build_model(cfg)
+        if not weights:
+            raise ValueError(
+                "MODEL.ZOOMIN.TEACHER.WEIGHTS is empty: distillation needs a trained teacher "
+                f"checkpoint for {config_file}"
+            )
+        load_state_dict_strictly(model, weights)
+        return cls(model.to(device))
+
+    @property
+    def strides(self) -> List[int]:
+        """Strides of the teacher's head levels, in teacher pixels."""
+        shapes = self.model.backbone.output_shape()
+        return [shapes[f].stride for f in self.model.head_in_features]
+
+    @property
+    def channels(self) -> int:
+        return self.model.backbone.output_shape()[self.model.head_in_features[0]].channels
+
+    @torch.no_grad()
+    def features(self, images: List[Tensor], padded_size: Tuple[int, int], with_towers: bool
+                 ) -> Dict[str, List[Tensor]]:
+        """Run the teacher on its (2x) images.
+
+        Args:
+            images: N uint8/float tensors (3, Hi, Wi), the teacher's view of each sample.
+            padded_size: (H, W) to pad the batch to: exactly 2x the student's padded batch,
+                so that the teacher's grids are exactly the student's grids times 2.
+            with_towers: also compute the head's tower outputs.
+
+        Returns:
+            {"fpn": #lvl (N, C, H/s, W/s)} and, with towers, {"tower": #lvl (N, 2C, ...)}.
+        """
+        self.model.eval()
+        device = self.model.pixel_mean.device
+        images = [(x.to(device) - self.model.pixel_mean) / self.model.pixel_std for x in images]
+        batch = ImageList.from_tensors(images).tensor
+        pad_h, pad_w = padded_size[0] - batch.shape[-2], padded_size[1] - batch.shape[-1]
+        if pad_h < 0 or pad_w < 0:
+            raise ValueError(f"teacher batch {tuple(batch.shape[-2:])} larger than {padded_size}")
+        batch = F.pad(batch, (0, pad_w, 0, pad_h))
+        feats = self.model.backbone(batch)
+        fpn = [feats[f] for f in self.model.head_in_features]
+        out = {"fpn": fpn}
+        if with_towers:
+            head = self.model.head
+            out["tower"] = [torch.cat([head.cls_subnet(f), head.bbox_subnet(f)], 1) for f in fpn]
+        return out
