@@ -29,6 +29,10 @@ def add_zoominnet_config(cfg: CN) -> CN:
     # Weight of the position-aware L2 loss, lambda_distill in Eq. 22 (paper: 0.01).
     _C.MODEL.ZOOMIN.DISTILL_WEIGHT = 0.01
 
+    # Every VIS_PERIOD training iterations, draw the student's and teacher's feature maps
+    # and the AKDP key positions of one fixed training image to TensorBoard. 0: off.
+    _C.MODEL.ZOOMIN.VIS_PERIOD = 0
+
     _C.MODEL.ZOOMIN.AKDP = CN()
     # Anchors over which max_IOU(g) and lambda (Eqs. 13-15) are taken: "level" (each level on
     # its own) or "image" (the anchors of all levels together).

@@ -20,8 +20,8 @@ from detectron2.structures import ImageList
 from torch import Tensor, nn
 
 
-def load_teacher_config(config_file: str):
-    """The teacher's Detectron2 config (with the ZoomInNet keys), frozen."""
+def load_teacher_config(config_file: str, device: str = "cpu"):
+    """The teacher's Detectron2 config (with the ZoomInNet keys) on ``device``, frozen."""
     from ..config import add_zoominnet_config
 
     if not os.path.isfile(config_file):
@@ -29,6 +29,7 @@ def load_teacher_config(config_file: str):
     cfg = get_cfg()
     add_zoominnet_config(cfg)
     cfg.merge_from_file(config_file)
+    cfg.MODEL.DEVICE = device
     cfg.freeze()
     return cfg
 
@@ -76,15 +77,14 @@ class FrozenTeacher:
 
     @classmethod
     def from_files(cls, config_file: str, weights: str, device: str) -> "FrozenTeacher":
-        cfg = load_teacher_config(config_file)
-        model = build_model(cfg)
+        model = build_model(load_teacher_config(config_file, device))
         if not weights:
             raise ValueError(
                 "MODEL.ZOOMIN.TEACHER.WEIGHTS is empty: distillation needs a trained teacher "
                 f"checkpoint for {config_file}"
             )
         load_state_dict_strictly(model, weights)
-        return cls(model.to(device))
+        return cls(model)
 
     @property
     def strides(self) -> List[int]:
