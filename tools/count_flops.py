@@ -3,7 +3,8 @@
 
     python tools/count_flops.py --config-file configs/cskd_la.yaml [--size 512]
 
-Counts backbone + FPN + head on one size x size image (the convention of Table 3;
+Counts backbone + FPN + head on one size x size image (default: the config's
+INPUT.SQUARE_SIZE, else its largest MIN_SIZE_TEST) (the convention of Table 3;
 post-processing such as NMS is not counted). The teacher is never built. The last line
 printed is ``GFLOPs: <value>``.
 """
@@ -58,11 +59,13 @@ def load_config(config_file: str, opts=()):
 def main(argv=None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True)
-    parser.add_argument("--size", type=int, default=512, help="square input side, px")
+    parser.add_argument("--size", type=int, help="square input side, px (default: the config's)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
-    gflops = count_gflops(load_config(args.config_file, args.opts), args.size)
+    cfg = load_config(args.config_file, args.opts)
+    size = args.size or cfg.INPUT.SQUARE_SIZE or cfg.INPUT.MIN_SIZE_TEST
+    gflops = count_gflops(cfg, size)
     print(f"GFLOPs: {gflops:.2f}")
     return gflops
 

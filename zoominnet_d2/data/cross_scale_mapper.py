@@ -66,7 +66,13 @@ class ZoomInDatasetMapper(DatasetMapper):
     @classmethod
     def from_config(cls, cfg, is_train: bool = True, with_teacher: bool = False):
         ret = super().from_config(cfg, is_train)
-        ret["augmentations"] = build_zoomin_augmentation(cfg, is_train)
+        augs = build_zoomin_augmentation(cfg, is_train)
+        if cfg.INPUT.CROP.ENABLED and is_train:
+            # Fix (tests/test_zoominnet.py::test_mapper_keeps_configured_crop): keep the crop
+            # that DatasetMapper.from_config inserts for INPUT.CROP.ENABLED; replacing its list
+            # dropped it silently. With the teacher, scale_transforms rejects it by name.
+            augs.insert(0, T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
+        ret["augmentations"] = augs
         scale = cfg.MODEL.ZOOMIN.TEACHER.INPUT_SCALE
         if with_teacher and scale != int(scale):
             raise ValueError(f"MODEL.ZOOMIN.TEACHER.INPUT_SCALE must be an integer, got {scale}")
