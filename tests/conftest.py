@@ -1,9 +1,17 @@
 """Shared pytest fixtures."""
+import os
 from pathlib import Path
 
-import pytest
+# One intra-op thread for the suite and the subprocesses it starts: on a shared 2-core
+# machine two OpenMP threads per process make tiny-model steps several times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import zoominnet_d2  # noqa: F401  (applies the Detectron2 compat fixes before any test imports it)
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import zoominnet_d2  # noqa: E402,F401  (applies the Detectron2 compat fixes before any test imports it)
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture

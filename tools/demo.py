@@ -63,7 +63,9 @@ def run_stage(stage: Stage, out_dir: str, seed: int, teacher_weights: str, datas
            "OUTPUT_DIR", out_dir, "SEED", str(seed)]
     if teacher_weights:
         cmd += ["MODEL.ZOOMIN.TEACHER.WEIGHTS", teacher_weights]
-    env = dict(os.environ, DETECTRON2_DATASETS=dataset_root)
+    # One intra-op thread: with the data-loader worker on the other core, two OpenMP threads
+    # contend for 2 cores and a training step gets ~8x slower (measured, tools/benchmark.py).
+    env = dict(os.environ, DETECTRON2_DATASETS=dataset_root, OMP_NUM_THREADS="1")
     log(f"{stage.name}: training {stage.label} ({stage.config}); {eta_hint}")
     start = time.time()
     with subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
