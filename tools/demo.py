@@ -96,17 +96,17 @@ def stage_done(out_dir: str) -> bool:
 def cpu_ms_per_image(config: str, weights: str, dataset_root: str, num_images: int = 30) -> float:
     """Median CPU inference time per image (batch 1, after 3 warm-up images), in ms."""
     import torch
-    from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.data import DatasetCatalog
     from detectron2.modeling import build_model
 
     from count_flops import load_config
+    from zoominnet_d2.checkpoint import SafeDetectionCheckpointer
     from zoominnet_d2.data.cross_scale_mapper import ZoomInDatasetMapper
     from zoominnet_d2.modeling import student_config
 
     cfg = student_config(load_config(os.path.join(REPO, config)))
     model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(weights)
+    SafeDetectionCheckpointer(model).load(weights)
     mapper = ZoomInDatasetMapper(cfg, is_train=False)
     dicts = DatasetCatalog.get("synthdrone_val")[: num_images + 3]
     inputs = [mapper(d) for d in dicts]

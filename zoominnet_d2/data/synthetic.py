@@ -212,8 +212,8 @@ def render_image(rng, size):
             ignored.append((rx, ry, rw, rh))
     # Flight altitude. At 1.7-2.5x the class lengths, objects relative to the image are about
     # VisDrone's at the paper's input sizes (median side ~18 px at the teacher's 256 px, ~9 px
-    # at the student's 128 px), and still mostly under 32x32 px.
-    scale = rng.uniform(1.7, 2.5)
+    # at the student's 128 px), and still mostly under 32x32 px. Smaller images shrink them (k).
+    scale = rng.uniform(1.7, 2.5) * k
     objects = []
     for _ in range(max(3, round(rng.integers(10, 41) * k * k))):
         cls = int(rng.choice(_IDS, p=_WEIGHTS))
