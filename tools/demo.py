@@ -93,8 +93,12 @@ def stage_done(out_dir: str) -> bool:
     return os.path.isfile(os.path.join(out_dir, "model_final.pth")) and os.path.isfile(metrics_file(out_dir))
 
 
-def cpu_ms_per_image(config: str, weights: str, dataset_root: str, num_images: int = 30) -> float:
-    """Median CPU inference time per image (batch 1, after 3 warm-up images), in ms."""
+def cpu_ms_per_image(stages: List[Stage], out: str, num_images: int = 20, warmup: int = 3) -> Dict[str, float]:
+    """Median CPU inference time per image (batch 1, one thread) of each stage's model, in ms.
+
+    The models are timed round-robin on the same images (image i on every model, then image
+    i + 1), so that a load change on a shared machine hits them alike.
+    """
     import torch
     from detectron2.data import DatasetCatalog
     from detectron2.modeling import build_model
@@ -104,23 +108,28 @@ def cpu_ms_per_image(config: str, weights: str, dataset_root: str, num_images: i
     from zoominnet_d2.data.cross_scale_mapper import ZoomInDatasetMapper
     from zoominnet_d2.modeling import student_config
 
-    cfg = student_config(load_config(os.path.join(REPO, config)))
-    model = build_model(cfg).eval()
-    SafeDetectionCheckpointer(model).load(weights)
-    mapper = ZoomInDatasetMapper(cfg, is_train=False)
-    dicts = DatasetCatalog.get("synthdrone_val")[: num_images + 3]
-    inputs = [mapper(d) for d in dicts]
-    times = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    models, inputs, times = {}, {}, {s.name: [] for s in stages}
+    dicts = DatasetCatalog.get("synthdrone_val")[: num_images + warmup]
+    for stage in stages:
+        cfg = student_config(load_config(os.path.join(REPO, stage.config)))
+        models[stage.name] = build_model(cfg).eval()
+        SafeDetectionCheckpointer(models[stage.name]).load(os.path.join(out, stage.name, "model_final.pth"))
+        mapper = ZoomInDatasetMapper(cfg, is_train=False)
+        inputs[stage.name] = [mapper(d) for d in dicts]
     with torch.no_grad():
-        for i, x in enumerate(inputs):
-            t = time.perf_counter()
-            model([x])
-            if i >= 3:
-                times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+        for i in range(len(dicts)):
+            for name, model in models.items():
+                start = time.perf_counter()
+                model([inputs[name][i]])
+                if i >= warmup:
+                    times[name].append((time.perf_counter() - start) * 1000)
+    torch.set_num_threads(threads)
+    return {name: round(statistics.median(t), 1) for name, t in times.items()}
 
 
-def collect_row(stage: Stage, out_dir: str, dataset_root: str) -> Dict:
+def collect_row(stage: Stage, out_dir: str) -> Dict:
     from count_flops import count_gflops, load_config
 
     with open(metrics_file(out_dir)) as f:
@@ -130,7 +139,6 @@ def collect_row(stage: Stage, out_dir: str, dataset_root: str) -> Dict:
            "GFLOPs": round(count_gflops(cfg, cfg.INPUT.SQUARE_SIZE), 3)}
     for key, _, src in COLUMNS:
         row[key] = None if bbox.get(src) is None else round(bbox[src] / 100, 4)
-    row["cpu_ms"] = round(cpu_ms_per_image(stage.config, os.path.join(out_dir, "model_final.pth"), dataset_root), 1)
     return row
 
 
@@ -138,14 +146,16 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, {platform.platform()}"
 
 
-def write_results(rows: List[Dict], out: str, seeds: List[int]) -> None:
+def write_results(rows: List[Dict], out: str, seeds: List[int], command: str) -> None:
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"date": str(date.today()), "machine": machine(), "seeds": seeds, "rows": rows}, f, indent=2)
+        json.dump({"date": str(date.today()), "machine": machine(), "command": command, "seeds": seeds,
+                   "rows": rows}, f, indent=2)
     header = "| model | input | GFLOPs | " + " | ".join(h for _, h, _ in COLUMNS) + " | CPU ms/img |"
     lines = [f"# ZoomInNet demo on the synthetic drone dataset ({date.today()})", "",
-             f"Command: `python tools/demo.py --seeds {' '.join(map(str, seeds))}`; machine: {machine()}.",
+             f"Command: `{command}`; seeds {seeds}; machine: {machine()}.",
              "COCO API, maxDets=100, VisDrone ignore rule, on `synthdrone_val`; GFLOPs by fvcore at the "
-             "model's input size; CPU ms per image is the median over 30 images at batch 1.", "",
+             "model's input size; CPU ms per image: median over 20 images at batch 1, one thread, models "
+             "timed round-robin.", "",
              header, "|" + "---|" * (header.count("|") - 1)]
     for row in rows:
         cells = [row["model"], str(row["input"]), f"{row['GFLOPs']:.3f}"]
@@ -185,8 +195,11 @@ def run_pipeline(out: str, seed: int, force: bool, stage_names: List[str], datas
             teacher = os.path.join(out, "tnet", "model_final.pth") if "cskd" in stage.name else ""
             run_stage(stage, out_dir, seed, teacher, dataset_root, hint)
             done_cost += stage.cost
-        rows.append(collect_row(stage, out_dir, dataset_root))
+        rows.append(collect_row(stage, out_dir))
         log(f"{stage.name}: " + ", ".join(f"{k} {rows[-1][k]}" for k, _, _ in COLUMNS))
+    log("timing inference of all models (round-robin, 1 thread)")
+    for row, ms in zip(rows, cpu_ms_per_image(stages, out).values()):
+        row["cpu_ms"] = ms
     return rows
 
 
@@ -237,7 +250,8 @@ def main(argv=None) -> None:
         dict(rows[0], **{k: [r[k] for r in rows] for k in [c[0] for c in COLUMNS] + ["cpu_ms"]})
         for rows in zip(*per_seed)
     ]
-    write_results(rows, args.output, seeds)
+    command = "python tools/demo.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    write_results(rows, args.output, seeds, command.strip())
     if args.seeds is None and {"tnet", "cskd_la"} <= set(args.stages):
         draw_features(args.output, dataset_root)
     with open(os.path.join(args.output, "results.md")) as f:
