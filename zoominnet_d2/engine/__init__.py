@@ -1,6 +1,10 @@
-"""Training engine pieces on top of Detectron2's: a CPU-capable multi-process ``launch``, a
-``create_ddp_model`` for CPU models, and the non-finite loss/weights stop hook."""
+"""Training engine on top of Detectron2's: the project's ``Trainer``, ``train_net.py``'s
+command line and set-up, a CPU-capable multi-process ``launch``, ``create_ddp_model`` for CPU
+models, and the non-finite loss/weights stop hook."""
 from .hooks import StopOnNonFiniteLoss, non_finite_tensors
 from .launch import create_ddp_model, launch
+from .setup import ConfigError, argument_parser, build_config, save_config, setup
+from .trainer import Trainer
 
-__all__ = ["StopOnNonFiniteLoss", "create_ddp_model", "launch", "non_finite_tensors"]
+__all__ = ["ConfigError", "StopOnNonFiniteLoss", "Trainer", "argument_parser", "build_config",
+           "create_ddp_model", "launch", "non_finite_tensors", "save_config", "setup"]
