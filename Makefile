@@ -6,6 +6,8 @@ VPY := $(VENV)/bin/python
 # torch for a fresh venv; a torch already importable in the venv is kept as is.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.zoominnet-setup
+# Extra options for tools/demo.py, e.g. DEMO_ARGS=--force to redo finished stages.
+DEMO_ARGS ?=
 
 .PHONY: setup demo test clean-demo
 
@@ -21,7 +23,7 @@ $(STAMP): setup.py tools/install_detectron2.py
 	touch $(STAMP)
 
 demo: setup
-	$(VPY) tools/demo.py
+	$(VPY) tools/demo.py $(DEMO_ARGS)
 
 test: setup
 	$(VPY) -m pytest -q tests
