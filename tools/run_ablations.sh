@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Ablations behind RESULTS.md's analysis, on seed 0 of `python tools/demo.py --seeds 0 1 2
+# --output demo_output/seeds` (its teacher and schedule). Each run: configs/synth, SEED 0.
+#   lam05       CSKD-LA with AKDP's fixed lambda 0.5 (FGFI) instead of mean + std: sparser keys
+#   w0001       CSKD-LA with DISTILL_WEIGHT 0.001 instead of 0.01: loss scale
+#   la_2x       SNet + LA without distillation, twice the iterations: is the gain a schedule effect?
+#   weak_teach  CSKD-LA from the teacher's iteration-200 checkpoint: teacher quality
+#   rand_teach  CSKD-LA from a teacher trained for 1 iteration at lr 0: knowledge or regulariser?
+# Usage: bash tools/run_ablations.sh [seeds_dir] [out_dir]; two runs at a time, one thread each.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEEDS=${1:-demo_output/seeds}
+OUT=${2:-demo_output/ablations}
+PY=${PYTHON:-.venv/bin/python}
+TEACHER=$SEEDS/seed_0/tnet/model_final.pth
+export OMP_NUM_THREADS=1
+mkdir -p "$OUT"
+run() {  # name config opts...
+  local name=$1 cfg=$2; shift 2
+  if [ -f "$OUT/$name/model_final.pth" ]; then echo "reuse $OUT/$name"; return; fi
+  "$PY" train_net.py --config-file "$cfg" OUTPUT_DIR "$OUT/$name" SEED 0 "$@" > "$OUT/$name.log" 2>&1
+  echo "done $name"
+}
+run rand_teach_tnet configs/synth/tnet.yaml SOLVER.MAX_ITER 1 SOLVER.BASE_LR 0.0 DATASETS.TEST "()"
+run lam05 configs/synth/cskd_la.yaml MODEL.ZOOMIN.TEACHER.WEIGHTS "$TEACHER" MODEL.ZOOMIN.AKDP.LAMBDA 0.5 &
+run w0001 configs/synth/cskd_la.yaml MODEL.ZOOMIN.TEACHER.WEIGHTS "$TEACHER" MODEL.ZOOMIN.DISTILL_WEIGHT 0.001 &
+wait
+run weak_teach configs/synth/cskd_la.yaml MODEL.ZOOMIN.TEACHER.WEIGHTS "$SEEDS/seed_0/tnet/model_0000199.pth" &
+run rand_teach configs/synth/cskd_la.yaml MODEL.ZOOMIN.TEACHER.WEIGHTS "$OUT/rand_teach_tnet/model_final.pth" &
+wait
+run la_2x configs/synth/la.yaml SOLVER.MAX_ITER 1200 SOLVER.STEPS "(800, 1060)" SOLVER.CHECKPOINT_PERIOD 400
+"$PY" tools/training_stats.py "$SEEDS"/seed_0/{la,cskd_la} "$OUT"/{lam05,w0001,weak_teach,rand_teach,la_2x}

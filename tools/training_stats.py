@@ -1,0 +1,66 @@
+#!/usr/bin/env python
+"""Summarise training runs from their ``metrics.json``: losses and AKDP key-position coverage.
+
+    python tools/training_stats.py demo_output/seeds/seed_*/cskd_la [--window 100]
+
+For each run: the mean over the first and the last ``window`` iterations of the detection
+losses (``loss_cls + loss_box_reg``), of ``loss_distill`` (already weighted) and their ratio,
+and of the fraction of key positions per level (``akdp/key_fraction_l*``), plus the final
+evaluation's mAP when the run has one. Prints a markdown table.
+"""
+import argparse
+import json
+import os
+import statistics
+from typing import Dict, List
+
+
+def read_metrics(run_dir: str) -> List[Dict]:
+    """The JSON lines of ``<run_dir>/metrics.json`` (training iterations and evaluations)."""
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def summarise(run_dir: str, window: int) -> Dict:
+    rows = read_metrics(run_dir)
+    train = [r for r in rows if "loss_cls" in r]
+    final_eval = [r for r in rows if "bbox/AP" in r]
+    out = {"run": run_dir, "iters": train[-1]["iteration"] + 1 if train else 0,
+           "mAP": final_eval[-1]["bbox/AP"] / 100 if final_eval else None}
+    max_iter = out["iters"]
+    for name, part in (("first", [r for r in train if r["iteration"] < window]),
+                       ("last", [r for r in train if r["iteration"] >= max_iter - window])):
+        det = [r["loss_cls"] + r["loss_box_reg"] for r in part]
+        out[f"det_{name}"] = statistics.mean(det) if det else None
+        if part and "loss_distill" in part[0]:
+            distill = [r["loss_distill"] for r in part]
+            out[f"distill_{name}"] = statistics.mean(distill)
+            out[f"ratio_{name}"] = statistics.mean(distill) / statistics.mean(det)
+        levels = sorted(k for k in part[0] if k.startswith("akdp/key_fraction_l")) if part else []
+        out[f"keys_{name}"] = [statistics.mean(r[k] for r in part) for k in levels]
+    return out
+
+
+def _f(value, digits=3):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def main(argv=None) -> List[Dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="OUTPUT_DIRs of training runs")
+    parser.add_argument("--window", type=int, default=100, help="iterations averaged at each end")
+    args = parser.parse_args(argv)
+    stats = [summarise(run, args.window) for run in args.runs]
+    print("| run | iters | mAP | det. loss first/last | loss_distill first/last | "
+          "distill/det first/last | key fraction per level (last) |")
+    print("|---|---|---|---|---|---|---|")
+    for s in stats:
+        keys = ", ".join(f"{k:.2f}" for k in s["keys_last"]) or "-"
+        print(f"| {s['run']} | {s['iters']} | {_f(s['mAP'])} | {_f(s['det_first'])} / {_f(s['det_last'])} | "
+              f"{_f(s.get('distill_first'))} / {_f(s.get('distill_last'))} | "
+              f"{_f(s.get('ratio_first'), 2)} / {_f(s.get('ratio_last'), 2)} | {keys} |")
+    return stats
+
+
+if __name__ == "__main__":
+    main()
