@@ -50,18 +50,20 @@ class ZoomInRetinaNetHead(RetinaNetHead):
             towers: #lvl tensors (N, 2*C', u*Hi, u*Wi): cls and box tower outputs
                 (upsampled), concatenated along channels.
         """
-        logits, bbox_reg, towers = [], [], []
-        for feature in features:
-            cls_tower = self._upsample(self.cls_subnet(feature))
-            box_tower = self._upsample(self.bbox_subnet(feature))
-            logits.append(self.cls_score(cls_tower))
-            bbox_reg.append(self.bbox_pred(box_tower))
-            towers.append(torch.cat([cls_tower, box_tower], dim=1))
-        return logits, bbox_reg, towers
+        towers = self._towers(features)
+        logits, bbox_reg = self._predict(towers)
+        return logits, bbox_reg, [torch.cat(pair, dim=1) for pair in towers]
 
     def forward(self, features: List[Tensor]):
-        logits, bbox_reg, _ = self.forward_with_towers(features)
-        return logits, bbox_reg
+        """As :meth:`RetinaNetHead.forward`, on the ``upsample`` x denser grid."""
+        return self._predict(self._towers(features))
+
+    def _towers(self, features: List[Tensor]) -> List[Tuple[Tensor, Tensor]]:
+        """Per level, the (cls, box) tower outputs, upsampled: each (N, C', u*Hi, u*Wi)."""
+        return [(self._upsample(self.cls_subnet(f)), self._upsample(self.bbox_subnet(f))) for f in features]
+
+    def _predict(self, towers: List[Tuple[Tensor, Tensor]]) -> Tuple[List[Tensor], List[Tensor]]:
+        return [self.cls_score(c) for c, _ in towers], [self.bbox_pred(b) for _, b in towers]
 
     def _upsample(self, x: Tensor) -> Tensor:
         if self.upsample == 1:

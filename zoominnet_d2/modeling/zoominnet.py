@@ -161,7 +161,10 @@ class ZoomInNet(RetinaNet):
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
         features = [features[f] for f in self.head_in_features]
-        logits, deltas, towers = self.head.forward_with_towers(features)
+        if self.distill_features == "tower":
+            logits, deltas, student_maps = self.head.forward_with_towers(features)
+        else:
+            (logits, deltas), student_maps = self.head(features), [self._to_grid(f) for f in features]
         gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
 
         pred_logits, pred_deltas = self._transpose_dense_predictions([logits, deltas], [self.num_classes, 4])
@@ -169,7 +172,6 @@ class ZoomInNet(RetinaNet):
         gt_labels, gt_boxes = self.label_anchors(anchors, gt_instances)
         losses = self.losses(anchors, pred_logits, gt_labels, pred_deltas, gt_boxes)
 
-        student_maps = towers if self.distill_features == "tower" else [self._to_grid(f) for f in features]
         teacher_images = [x["teacher_image"] for x in batched_inputs]
         losses["loss_distill"] = self.distill_weight * self.distillation_loss(
             student_maps, teacher_images, images, anchors, [x.gt_boxes for x in gt_instances]
