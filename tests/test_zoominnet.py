@@ -761,3 +761,57 @@ def test_gflops_fingerprint_of_synth_configs():
     one_copy = positions * 9 * c_in * (a * k + a * 4)
     delta = flops["la"] - flops["snet"]
     assert delta == pytest.approx(3 * one_copy, rel=0.005), (delta, 3 * one_copy)
+
+
+# --------------------------------------------------------------------------------------
+# initialisation, crowded images, broken images
+# --------------------------------------------------------------------------------------
+
+
+def test_pkl_initialisation_does_not_collide_with_the_teacher(teacher, tmp_path):
+    """MODEL.WEIGHTS in Detectron2's model-zoo .pkl format (suffix-matched names) loads into
+    the student of a model that holds a teacher: no "multiple keys" error, the student gets
+    the weights, the teacher keeps its own."""
+    import pickle
+
+    model = build_model(make_cfg("la", teacher))
+    donor = build_model(make_cfg("la"))  # a different random init, same architecture
+    blobs = {k.replace("backbone.bottom_up.", ""): v.numpy() for k, v in donor.state_dict().items()
+             if k.startswith("backbone.bottom_up.")}
+    path = tmp_path / "R-tiny.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"model": blobs, "__author__": "test", "matching_heuristics": True}, f)
+    teacher_before = {k: v.clone() for k, v in model.teacher.model.state_dict().items()}
+    DetectionCheckpointer(model).load(str(path))
+    for k, v in donor.state_dict().items():
+        if k.startswith("backbone.bottom_up.") and v.dtype.is_floating_point:
+            assert torch.equal(model.state_dict()[k], v), k
+    for k, v in model.teacher.model.state_dict().items():
+        assert torch.equal(v, teacher_before[k]), k
+
+
+def test_distillation_with_1000_boxes_is_finite(teacher):
+    """A crowded image (1,000 small boxes, VisDrone's worst case) gives a finite, positive
+    loss_distill and finite gradients."""
+    torch.manual_seed(0)
+    model = build_model(make_cfg("la", teacher)).train()
+    xy = torch.rand(1000, 2) * 120
+    wh = torch.rand(1000, 2) * 12 + 2
+    boxes = torch.cat([xy, (xy + wh).clamp(max=128)], dim=1).tolist()
+    with EventStorage():
+        losses = model([make_input(128, 128, boxes)])
+    assert math.isfinite(losses["loss_distill"].item()) and losses["loss_distill"].item() > 0
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_truncated_jpeg_is_a_clear_error_naming_the_file(tmp_path):
+    """A JPEG cut short (header intact, data missing) fails in the mapper with the file name,
+    not deep inside PIL or the training loop."""
+    path = tmp_path / "cut.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:400])
+    cfg = make_cfg("la")
+    mapper = ZoomInDatasetMapper(cfg, is_train=True, with_teacher=True)
+    with pytest.raises(ValueError, match="cut.jpg"):
+        mapper({"file_name": str(path), "height": 64, "width": 64, "image_id": "cut", "annotations": []})

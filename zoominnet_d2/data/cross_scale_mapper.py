@@ -81,7 +81,10 @@ class ZoomInDatasetMapper(DatasetMapper):
 
     def __call__(self, dataset_dict: dict) -> dict:
         dataset_dict = copy.deepcopy(dataset_dict)
-        original = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+        try:
+            original = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+        except OSError as e:  # unreadable or truncated file: name it, not a PIL stack
+            raise ValueError(f"{dataset_dict['file_name']}: cannot decode image: {e}") from e
         utils.check_image_size(dataset_dict, original)
         aug_input = T.AugInput(original)
         transforms = self.augmentations(aug_input)
