@@ -324,3 +324,167 @@ def test_memory_bound_1000_gts_200k_anchors():
     assert masks[0].any() and not masks[0].all()
     assert growth_mb < 500, growth_mb
     assert elapsed < 60, elapsed  # ~3 s on 2 CPU cores; generous for loaded machines
+
+
+# ---------------------------------------------------------------- window path (separable grids)
+
+
+def grid_anchor_case(seed, num_gts=25):
+    """DefaultAnchorGenerator anchors (3 levels, 6 anchors per cell) on a 64x48 image and random
+    boxes: small and large (up to 80 px, larger than every anchor), some crossing the image
+    border, some equal to anchors, one degenerate (zero width)."""
+    gen = torch.Generator().manual_seed(seed)
+    offset = 0.5 if seed % 2 else 0.0
+    anchor_gen = DefaultAnchorGenerator(
+        sizes=[[8.0, 11.0], [16.0, 22.0], [32.0, 45.0]],
+        aspect_ratios=[[0.5, 1.0, 2.0]],
+        strides=[4, 8, 16],
+        offset=offset,
+    )
+    grid_sizes = [(12, 16), (6, 8), (3, 4)]
+    anchors = anchor_gen([torch.zeros(1, 1, h, w) for h, w in grid_sizes])
+    wh = torch.empty(num_gts, 2).uniform_(0.0, math.log(80.0), generator=gen).exp()
+    xy = torch.rand(num_gts, 2, generator=gen) * torch.tensor([84.0, 68.0]) - 10.0 - wh / 2
+    gts = torch.cat([xy, xy + wh], dim=1)
+    level0 = anchors[0].tensor
+    picks = torch.randint(0, len(level0), (3,), generator=gen)
+    degenerate = torch.tensor([[20.0, 10.0, 20.0, 30.0]])
+    gts = torch.cat([gts, level0[picks], degenerate]).float()
+    return anchors, grid_sizes, gts
+
+
+def run_counting(monkeypatch, fn):
+    calls = []
+    real_iou = akdp.pairwise_iou
+
+    def counting_iou(a, b):
+        calls.append((len(a), len(b)))
+        return real_iou(a, b)
+
+    monkeypatch.setattr(akdp, "pairwise_iou", counting_iou)
+    out = fn()
+    monkeypatch.setattr(akdp, "pairwise_iou", real_iou)
+    return out, calls
+
+
+def test_separable_grid_detection():
+    anchors, grid_sizes, _ = make_generator_anchors()
+    for boxes, (h, w) in zip(anchors, grid_sizes):
+        grid = akdp._separable_grid(boxes.tensor, h, w, 3)
+        assert grid is not None
+        x1, x2, y1, y2 = grid
+        assert x1.shape == x2.shape == (w, 3) and y1.shape == y2.shape == (h, 3)
+    h, w = grid_sizes[0]
+    t = anchors[0].tensor.clone()
+    t[17, 2] += 1e-3  # one anchor off the grid
+    assert akdp._separable_grid(t, h, w, 3) is None
+    t[17, 2] = float("nan")
+    assert akdp._separable_grid(t, h, w, 3) is None
+    levels, jittered_sizes, _ = random_case(0)  # per-cell jittered sizes: not a separable grid
+    for t, (h, w) in zip(levels, jittered_sizes):
+        assert akdp._separable_grid(t, h, w, 3) is None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_window_iou_equals_pairwise_iou(seed):
+    """The elementwise IoU of the window path, scattered into a dense map, is bit-identical to
+    ``pairwise_iou`` over all anchors x boxes (so every nonzero entry is a candidate)."""
+    anchors, grid_sizes, gts = grid_anchor_case(seed)
+    for boxes, (h, w) in zip(anchors, grid_sizes):
+        t = boxes.tensor
+        a = len(t) // (h * w)
+        grid = akdp._separable_grid(t, h, w, a)
+        expected = akdp.pairwise_iou(Boxes(t), Boxes(gts)).view(h * w, a, len(gts))
+        for cells_per_chunk in (10**9, 7):
+            win = akdp._WindowLevel(grid, h, w, a, gts, cells_per_chunk)
+            dense = torch.zeros_like(expected)
+            seen = torch.zeros(h * w, len(gts), dtype=torch.int64)
+            for chunk in win.chunks:
+                iou, box, cell = win.iou(chunk)
+                assert iou.dtype == torch.float32 and iou.shape == (len(box), a)
+                dense[cell, :, box] = iou
+                seen.index_put_((cell, box), torch.ones_like(box), accumulate=True)
+            assert int(seen.max()) <= 1  # no (cell, box) pair computed twice
+            assert torch.equal(dense, expected)
+            assert win.num_cells < h * w * len(gts)  # windows, not the full map
+
+
+@pytest.mark.parametrize("chunk_entries", [None, 97, 5000])
+@pytest.mark.parametrize("lam", [None, 0.5])
+@pytest.mark.parametrize("scope", ["level", "image"])
+@pytest.mark.parametrize("seed", range(5))
+def test_window_path_equals_dense_path(seed, scope, lam, chunk_entries, monkeypatch):
+    anchors, grid_sizes, gts = grid_anchor_case(seed)
+    kw = dict(scope=scope, lam=lam, chunk_entries=chunk_entries)
+    window, calls = run_counting(monkeypatch, lambda: akdp_mask(anchors, grid_sizes, Boxes(gts), **kw))
+    assert not calls  # all three levels took the window path
+    monkeypatch.setattr(akdp, "_separable_grid", lambda *args: None)
+    dense, calls = run_counting(monkeypatch, lambda: akdp_mask(anchors, grid_sizes, Boxes(gts), **kw))
+    assert calls
+    assert [m.dtype for m in window] == [torch.bool] * 3
+    assert as_lists(window) == as_lists(dense)
+    flat = [v for m in as_lists(window) for row in m for v in row]
+    assert any(flat)
+    if lam is not None:  # adaptive lambda is tiny here (mostly zeros): nearly all key
+        assert not all(flat)
+
+
+@pytest.mark.parametrize("lam", [None, 0.5])
+def test_mixed_grid_and_dense_levels(lam, monkeypatch):
+    """Image scope with a jittered (dense path) level next to grid (window path) levels."""
+    anchors, grid_sizes, gts = grid_anchor_case(11)
+    t = anchors[1].tensor.clone()
+    t[5, 0] -= 0.25
+    mixed = [anchors[0], Boxes(t), anchors[2]]
+    got = akdp_mask(mixed, grid_sizes, Boxes(gts), scope="image", lam=lam)
+    monkeypatch.setattr(akdp, "_separable_grid", lambda *args: None)
+    dense = akdp_mask(mixed, grid_sizes, Boxes(gts), scope="image", lam=lam)
+    assert as_lists(got) == as_lists(dense)
+
+
+@pytest.mark.parametrize("lam", [None, 0.5])
+@pytest.mark.parametrize("scope", ["level", "image"])
+def test_window_path_bruteforce_small(scope, lam):
+    """A small grid case through the window path against the brute-force reference."""
+    anchor_gen = DefaultAnchorGenerator(
+        sizes=[[6.0, 9.0], [14.0]], aspect_ratios=[[0.5, 1.0, 2.0]], strides=[4, 8], offset=0.5
+    )
+    grid_sizes = [(5, 6), (3, 3)]
+    anchors = anchor_gen([torch.zeros(1, 1, h, w) for h, w in grid_sizes])
+    gts = torch.tensor([[2.0, 3.0, 9.0, 8.5], [14.0, 1.0, 30.0, 22.0], [-4.0, 12.0, 5.0, 19.0]])
+    assert all(
+        akdp._separable_grid(b.tensor, h, w, len(b) // (h * w)) is not None
+        for b, (h, w) in zip(anchors, grid_sizes)
+    )
+    expected = check_against_reference([b.tensor for b in anchors], grid_sizes, gts, scope, lam)
+    assert any(v for m in expected for row in m for v in row)
+
+
+def test_memory_bound_1000_gts_800k_grid_anchors():
+    """1,000 boxes x 786k DefaultAnchorGenerator anchors (LA anchors at 1024): the window path
+    stays well under 200 MB and is fast."""
+    anchor_gen = DefaultAnchorGenerator(
+        sizes=[[12.0, 15.12, 19.05], [24.0, 30.24, 38.10], [48.0, 60.48, 76.20],
+               [96.0, 120.95, 152.39], [192.0, 241.90, 304.78]],
+        aspect_ratios=[[0.5, 1.0, 2.0]],
+        strides=[4, 8, 16, 32, 64],
+        offset=0.0,
+    )
+    grid_sizes = [(256, 256), (128, 128), (64, 64), (32, 32), (16, 16)]
+    anchors = anchor_gen([torch.zeros(1, 1, h, w) for h, w in grid_sizes])
+    assert sum(len(b) for b in anchors) == 785_664
+    gen = torch.Generator().manual_seed(0)
+    wh = torch.empty(1000, 2).uniform_(math.log(4.0), math.log(96.0), generator=gen).exp()
+    xy = torch.rand(1000, 2, generator=gen) * (1024 - wh)
+    gts = Boxes(torch.cat([xy, xy + wh], 1))
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    t0 = time.perf_counter()
+    for scope in ("level", "image"):
+        masks = akdp_mask(anchors, grid_sizes, gts, scope=scope)
+        assert [tuple(m.shape) for m in masks] == grid_sizes
+        assert masks[0].any() and not masks[0].all()
+    elapsed = time.perf_counter() - t0
+    growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    assert growth_mb < 200, growth_mb
+    assert elapsed < 30, elapsed  # ~0.35 s on 1 CPU thread; generous for loaded machines
