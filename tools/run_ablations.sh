@@ -28,5 +28,10 @@ wait
 run weak_teach configs/synth/cskd_la.yaml MODEL.ZOOMIN.TEACHER.WEIGHTS "$SEEDS/seed_0/tnet/model_0000199.pth" &
 run rand_teach configs/synth/cskd_la.yaml MODEL.ZOOMIN.TEACHER.WEIGHTS "$OUT/rand_teach_tnet/model_final.pth" &
 wait
+# The weak teacher's own quality (evaluation only, student-size files untouched).
+if [ ! -f "$OUT/weak_teach_eval/inference/synthdrone_val/visdrone_metrics.json" ]; then
+  "$PY" train_net.py --config-file configs/synth/tnet.yaml --eval-only \
+    MODEL.WEIGHTS "$SEEDS/seed_0/tnet/model_0000199.pth" OUTPUT_DIR "$OUT/weak_teach_eval" > "$OUT/weak_teach_eval.log" 2>&1
+fi
 run la_2x configs/synth/la.yaml SOLVER.MAX_ITER 1200 SOLVER.STEPS "(800, 1060)" SOLVER.CHECKPOINT_PERIOD 400
-"$PY" tools/training_stats.py "$SEEDS"/seed_0/{la,cskd_la} "$OUT"/{lam05,w0001,weak_teach,rand_teach,la_2x}
+"$PY" tools/training_stats.py "$SEEDS"/seed_0/{tnet,la,cskd_la} "$OUT"/{weak_teach_eval,lam05,w0001,weak_teach,rand_teach,la_2x}
