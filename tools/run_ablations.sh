@@ -4,6 +4,7 @@
 #   lam05       CSKD-LA with AKDP's fixed lambda 0.5 (FGFI) instead of mean + std: sparser keys
 #   w0001       CSKD-LA with DISTILL_WEIGHT 0.001 instead of 0.01: loss scale
 #   la_2x       SNet + LA without distillation, twice the iterations: is the gain a schedule effect?
+#   cskd_la_2x  CSKD-LA with twice the iterations: does distillation still help at that schedule?
 #   weak_teach  CSKD-LA from the teacher's iteration-200 checkpoint: teacher quality
 #   rand_teach  CSKD-LA from a teacher trained for 1 iteration at lr 0: knowledge or regulariser?
 # Usage: bash tools/run_ablations.sh [seeds_dir] [out_dir]; two runs at a time, one thread each.
@@ -33,5 +34,8 @@ if [ ! -f "$OUT/weak_teach_eval/inference/synthdrone_val/visdrone_metrics.json" 
   "$PY" train_net.py --config-file configs/synth/tnet.yaml --eval-only \
     MODEL.WEIGHTS "$SEEDS/seed_0/tnet/model_0000199.pth" OUTPUT_DIR "$OUT/weak_teach_eval" > "$OUT/weak_teach_eval.log" 2>&1
 fi
-run la_2x configs/synth/la.yaml SOLVER.MAX_ITER 1200 SOLVER.STEPS "(800, 1060)" SOLVER.CHECKPOINT_PERIOD 400
-"$PY" tools/training_stats.py "$SEEDS"/seed_0/{tnet,la,cskd_la} "$OUT"/{weak_teach_eval,lam05,w0001,weak_teach,rand_teach,la_2x}
+LONG=(SOLVER.MAX_ITER 1200 SOLVER.STEPS "(800, 1060)" SOLVER.CHECKPOINT_PERIOD 400)
+run la_2x configs/synth/la.yaml "${LONG[@]}" &
+run cskd_la_2x configs/synth/cskd_la.yaml MODEL.ZOOMIN.TEACHER.WEIGHTS "$TEACHER" "${LONG[@]}" &
+wait
+"$PY" tools/training_stats.py "$SEEDS"/seed_0/{tnet,la,cskd_la} "$OUT"/{weak_teach_eval,lam05,w0001,weak_teach,rand_teach,la_2x,cskd_la_2x}
