@@ -18,17 +18,19 @@ from typing import Dict, List
 
 
 def read_metrics(run_dir: str) -> List[Dict]:
-    """The JSON lines of ``<run_dir>/metrics.json`` (training iterations and evaluations)."""
-    with open(os.path.join(run_dir, "metrics.json")) as f:
+    """The JSON lines of ``<run_dir>/metrics.json``; none for an evaluation-only folder."""
+    path = os.path.join(run_dir, "metrics.json")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
 def summarise(run_dir: str, window: int) -> Dict:
-    rows = read_metrics(run_dir)
-    train = [r for r in rows if "loss_cls" in r]
-    final_eval = [r for r in rows if "bbox/AP" in r]
+    train = [r for r in read_metrics(run_dir) if "loss_cls" in r]
+    ap = final_metrics(run_dir)
     out = {"run": run_dir, "iters": train[-1]["iteration"] + 1 if train else 0,
-           "mAP": final_eval[-1]["bbox/AP"] / 100 if final_eval else None}
+           "mAP": ap["AP"] / 100 if ap.get("AP") is not None else None}
     max_iter = out["iters"]
     for name, part in (("first", [r for r in train if r["iteration"] < window]),
                        ("last", [r for r in train if r["iteration"] >= max_iter - window])):
@@ -43,17 +45,16 @@ def summarise(run_dir: str, window: int) -> Dict:
     return out
 
 
-PATTERN_PAIRS = (("car", "van"), ("pedestrian", "people"))
-
-
-def per_class_ap(run_dir: str) -> Dict[str, float]:
-    """AP per class (fraction) from the run's ``visdrone_metrics.json``, if it has one."""
+def final_metrics(run_dir: str) -> Dict[str, float]:
+    """The run's final evaluation (``visdrone_metrics.json``, percent), if it has one."""
     path = os.path.join(run_dir, "inference", "synthdrone_val", "visdrone_metrics.json")
     if not os.path.isfile(path):
         return {}
     with open(path) as f:
-        bbox = json.load(f)["bbox"]
-    return {k[3:]: v / 100 for k, v in bbox.items() if k.startswith("AP-") and v is not None}
+        return json.load(f)["bbox"]
+
+
+PATTERN_PAIRS = (("car", "van"), ("pedestrian", "people"))
 
 
 def _f(value, digits=3):
@@ -78,8 +79,9 @@ def main(argv=None) -> List[Dict]:
     print("\n| run | " + " | ".join(f"AP {n}" for n in names) + " |")
     print("|---|" + "---|" * len(names))
     for run in args.runs:
-        ap = per_class_ap(run)
-        print(f"| {run} | " + " | ".join(_f(ap.get(n)) for n in names) + " |")
+        ap = final_metrics(run)
+        print(f"| {run} | " + " | ".join(_f(None if ap.get(f"AP-{n}") is None else ap[f"AP-{n}"] / 100)
+                                        for n in names) + " |")
     return stats
 
 
