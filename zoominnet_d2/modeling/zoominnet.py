@@ -14,6 +14,7 @@ the teacher.
 """
 from typing import Dict, List, Optional
 
+import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
@@ -196,7 +197,6 @@ class ZoomInNet(RetinaNet):
         )[self.distill_features]
         grid_sizes = [tuple(m.shape[-2:]) for m in student_maps]
         masks = akdp_masks_batch(anchors, grid_sizes, gt_boxes, scope=self.akdp_scope, lam=self.akdp_lambda)
-        storage = get_event_storage()
         total = 0.0
         for level, (t, s, mask) in enumerate(zip(teacher, student_maps, masks)):
             if self.align == "none":
@@ -204,7 +204,9 @@ class ZoomInNet(RetinaNet):
             if t.shape != s.shape:
                 raise RuntimeError(f"level {level}: teacher map {tuple(t.shape)} != student map {tuple(s.shape)}")
             total = total + position_aware_l2(t, s, mask)
-            storage.put_scalar(f"akdp/key_fraction_l{level}", mask.float().mean().item())
+        # One device-to-host transfer for all levels' key fractions.
+        fractions = torch.stack([m.float().mean() for m in masks]).tolist()
+        get_event_storage().put_scalars(**{f"akdp/key_fraction_l{i}": f for i, f in enumerate(fractions)})
         return total
 
     def _to_grid(self, feature: Tensor) -> Tensor:
