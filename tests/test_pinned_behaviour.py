@@ -19,7 +19,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from zoominnet_d2 import add_zoominnet_config
-from zoominnet_d2.engine import Trainer
+from zoominnet_d2.modeling import build_model_with_teacher
 
 SYNTH = Path(__file__).resolve().parents[1] / "configs" / "synth"
 SHRINK = ["MODEL.RESNETS.STEM_OUT_CHANNELS", 8, "MODEL.RESNETS.RES2_OUT_CHANNELS", 8,
@@ -134,7 +134,7 @@ def test_losses_and_masks_are_pinned(teacher_files, config, features):
     cfg = _cfg(config, ["MODEL.ZOOMIN.TEACHER.CONFIG_FILE", t_config,
                         "MODEL.ZOOMIN.TEACHER.WEIGHTS", t_weights,
                         "MODEL.ZOOMIN.DISTILL_FEATURES", features])
-    model = Trainer.build_model(cfg)
+    model = build_model_with_teacher(cfg)
     _fill(model, seed=3)
     model.train()
     batch = _batch()
@@ -156,13 +156,4 @@ def test_losses_and_masks_are_pinned(teacher_files, config, features):
 
 def _key_position_masks(model, batch):
     """The AKDP masks (#lvl (N, Hi, Wi)) that the model distils on for ``batch``."""
-    from zoominnet_d2.modeling import akdp_masks_batch
-
-    images = model.preprocess_image(batch)
-    features = model.backbone(images.tensor)
-    features = [features[f] for f in model.head_in_features]
-    anchors = model.anchor_generator(features)
-    scale = 2 if model.align == "la" else 1
-    grid_sizes = [(f.shape[-2] * scale, f.shape[-1] * scale) for f in features]
-    gt = [x["instances"].gt_boxes for x in batch]
-    return akdp_masks_batch(anchors, grid_sizes, gt, scope=model.akdp_scope, lam=model.akdp_lambda)
+    return model.inspect_distillation(batch).masks

@@ -30,7 +30,7 @@ from PIL import Image
 
 from zoominnet_d2 import add_zoominnet_config
 from zoominnet_d2.data.cross_scale_mapper import ZoomInDatasetMapper, scale_transforms
-from zoominnet_d2.modeling import ZoomInNet, akdp_masks_batch, student_config
+from zoominnet_d2.modeling import ZoomInNet, akdp_masks_batch, build_model_with_teacher
 from zoominnet_d2.modeling.alignment import ZoomInRetinaNetHead
 from zoominnet_d2.modeling.teacher import load_state_dict_strictly
 
@@ -161,7 +161,7 @@ def train_step(model, optimizer, batch):
 def test_teacher_frozen_during_student_training(teacher):
     cfg = make_cfg("la", teacher)
     torch.manual_seed(0)
-    model = build_model(cfg)
+    model = build_model_with_teacher(cfg)
     frozen = model.teacher.model
     teacher_params = list(frozen.parameters())
     assert teacher_params and all(not p.requires_grad for p in teacher_params)
@@ -197,7 +197,7 @@ def test_teacher_frozen_during_student_training(teacher):
 
 
 def test_missing_teacher_image_is_a_clear_error(teacher):
-    model = build_model(make_cfg("none", teacher))
+    model = build_model_with_teacher(make_cfg("none", teacher))
     batch = [make_input(64, 64)]
     del batch[0]["teacher_image"]
     with EventStorage(), pytest.raises(KeyError, match="teacher_image"):
@@ -210,14 +210,14 @@ def test_missing_teacher_image_is_a_clear_error(teacher):
 
 
 def test_state_dict_has_no_teacher_keys_by_default(teacher):
-    model = build_model(make_cfg("la", teacher))
+    model = build_model_with_teacher(make_cfg("la", teacher))
     keys = list(model.state_dict())
     assert keys and not [k for k in keys if k.startswith("teacher.")]
 
 
 def test_state_dict_with_teacher_when_asked(teacher):
     cfg = make_cfg("la", teacher, ["MODEL.ZOOMIN.TEACHER.SAVE_IN_CHECKPOINT", True])
-    model = build_model(cfg)
+    model = build_model_with_teacher(cfg)
     state = model.state_dict()
     teacher_keys = {k[len("teacher."):] for k in state if k.startswith("teacher.")}
     assert teacher_keys == set(teacher.state)
@@ -235,13 +235,13 @@ def test_student_checkpoint_loads_without_teacher_files(teacher, tmp_path, save_
     files.weights.write_bytes(teacher.weights.read_bytes())
     cfg = make_cfg("la", files, ["MODEL.ZOOMIN.TEACHER.SAVE_IN_CHECKPOINT", save_teacher])
     torch.manual_seed(0)
-    model = build_model(cfg)
+    model = build_model_with_teacher(cfg)
     train_step(model, build_optimizer(cfg, model), [make_input(64, 64)])
     DetectionCheckpointer(model, save_dir=str(tmp_path)).save("student")
     files.weights.unlink()
     files.config.unlink()
 
-    eval_model = build_model(student_config(cfg))
+    eval_model = build_model(cfg)
     assert eval_model.teacher is None
     DetectionCheckpointer(eval_model).load(str(tmp_path / "student.pth"))
     trained, loaded = model.state_dict(), eval_model.state_dict()
@@ -281,7 +281,7 @@ def test_teacher_checkpoint_must_fit_exactly(teacher, tmp_path, kind):
     torch.save({"model": state}, bad)
     cfg = make_cfg("la", SimpleNamespace(config=teacher.config, weights=bad))
     with pytest.raises(ValueError) as info:
-        build_model(cfg)
+        build_model_with_teacher(cfg)
     msg = str(info.value)
     assert key in msg and str(bad) in msg and kind in msg
 
@@ -304,21 +304,21 @@ def test_missing_teacher_weights_file(teacher, tmp_path):
     missing = tmp_path / "nowhere" / "teacher.pth"
     cfg = make_cfg("la", SimpleNamespace(config=teacher.config, weights=missing))
     with pytest.raises(FileNotFoundError, match=str(missing)):
-        build_model(cfg)
+        build_model_with_teacher(cfg)
 
 
 def test_empty_teacher_weights(teacher):
     cfg = make_cfg("la", teacher)
     cfg.MODEL.ZOOMIN.TEACHER.WEIGHTS = ""
     with pytest.raises(ValueError, match="WEIGHTS"):
-        build_model(cfg)
+        build_model_with_teacher(cfg)
 
 
 def test_missing_teacher_config_file(teacher, tmp_path):
     missing = tmp_path / "tnet_missing.yaml"
     cfg = make_cfg("la", SimpleNamespace(config=missing, weights=teacher.weights))
     with pytest.raises(FileNotFoundError, match=str(missing)):
-        build_model(cfg)
+        build_model_with_teacher(cfg)
 
 
 @pytest.mark.parametrize("align", ["la", "fa", "none"])
@@ -326,7 +326,7 @@ def test_teacher_at_wrong_input_size(teacher, tmp_path, align):
     config = write_teacher_yaml(tmp_path / "tnet192.yaml", square=192)
     cfg = make_cfg(align, SimpleNamespace(config=config, weights=teacher.weights))
     with pytest.raises(ValueError, match="INPUT_SCALE") as info:
-        build_model(cfg)
+        build_model_with_teacher(cfg)
     assert "192" in str(info.value) and "128" in str(info.value)
 
 
@@ -336,7 +336,7 @@ def test_la_fa_need_a_2x_teacher(teacher, tmp_path, align):
     cfg = make_cfg(align, SimpleNamespace(config=config, weights=teacher.weights),
                    ["MODEL.ZOOMIN.TEACHER.INPUT_SCALE", 3.0])
     with pytest.raises(ValueError, match="2x"):
-        build_model(cfg)
+        build_model_with_teacher(cfg)
 
 
 def test_direct_cskd_with_a_3x_teacher(teacher, tmp_path):
@@ -344,7 +344,7 @@ def test_direct_cskd_with_a_3x_teacher(teacher, tmp_path):
     config = write_teacher_yaml(tmp_path / "tnet384.yaml", square=384)
     cfg = make_cfg("none", SimpleNamespace(config=config, weights=teacher.weights),
                    ["MODEL.ZOOMIN.TEACHER.INPUT_SCALE", 3.0])
-    model = build_model(cfg)
+    model = build_model_with_teacher(cfg)
     with EventStorage():
         losses = model([make_input(97, 131, scale=3)])
     assert torch.isfinite(losses["loss_distill"]) and losses["loss_distill"] > 0
@@ -358,7 +358,7 @@ def test_direct_cskd_with_a_3x_teacher(teacher, tmp_path):
 @pytest.mark.parametrize("sizes", [[(97, 131)], ODD_SIZES], ids=["97x131", "mixed"])
 @pytest.mark.parametrize("align", ["la", "fa", "none"])
 def test_alignment_shapes_odd_sizes(teacher, align, sizes):
-    model = build_model(make_cfg(align, teacher))
+    model = build_model_with_teacher(make_cfg(align, teacher))
     model.train()
     batch = [make_input(h, w, seed=i) for i, (h, w) in enumerate(sizes)]
     with EventStorage():
@@ -410,7 +410,7 @@ def test_alignment_shapes_odd_sizes(teacher, align, sizes):
 
 @pytest.mark.parametrize("align", ["la", "fa", "none"])
 def test_tower_distillation_odd_size(teacher, align):
-    model = build_model(make_cfg(align, teacher, ["MODEL.ZOOMIN.DISTILL_FEATURES", "tower"]))
+    model = build_model_with_teacher(make_cfg(align, teacher, ["MODEL.ZOOMIN.DISTILL_FEATURES", "tower"]))
     with EventStorage():
         losses = model([make_input(97, 131)])
     assert torch.isfinite(losses["loss_distill"]) and losses["loss_distill"] > 0
@@ -647,7 +647,7 @@ def _cskd_run(teacher, weight, steps=36):
     data = _synthetic_samples(4)
     cfg = make_cfg("la", teacher, ["MODEL.ZOOMIN.DISTILL_WEIGHT", weight])
     torch.manual_seed(0)
-    model = build_model(cfg)
+    model = build_model_with_teacher(cfg)
     model.train()
     optimizer = build_optimizer(cfg, model)
     raw = []
@@ -677,7 +677,7 @@ def test_short_cskd_run_decreases_distillation_loss(teacher):
 
 @pytest.mark.parametrize("align", ["la", "fa", "none"])
 def test_no_boxes_zero_distillation_loss(teacher, align):
-    model = build_model(make_cfg(align, teacher))
+    model = build_model_with_teacher(make_cfg(align, teacher))
     model.train()
     empty = make_input(97, 131, boxes=[])
     with EventStorage() as storage:
@@ -700,7 +700,7 @@ def test_no_boxes_zero_distillation_loss(teacher, align):
 
 @pytest.mark.parametrize("align", ["la", "fa"])
 def test_key_fraction_logged_per_level(teacher, align):
-    model = build_model(make_cfg(align, teacher))
+    model = build_model_with_teacher(make_cfg(align, teacher))
     model.train()
     batch = [make_input(97, 131, seed=1), make_input(128, 128, seed=2)]
     with EventStorage() as storage:
@@ -774,7 +774,7 @@ def test_pkl_initialisation_does_not_collide_with_the_teacher(teacher, tmp_path)
     the weights, the teacher keeps its own."""
     import pickle
 
-    model = build_model(make_cfg("la", teacher))
+    model = build_model_with_teacher(make_cfg("la", teacher))
     donor = build_model(make_cfg("la"))  # a different random init, same architecture
     blobs = {k.replace("backbone.bottom_up.", ""): v.numpy() for k, v in donor.state_dict().items()
              if k.startswith("backbone.bottom_up.")}
@@ -794,7 +794,7 @@ def test_distillation_with_1000_boxes_is_finite(teacher):
     """A crowded image (1,000 small boxes, VisDrone's worst case) gives a finite, positive
     loss_distill and finite gradients."""
     torch.manual_seed(0)
-    model = build_model(make_cfg("la", teacher)).train()
+    model = build_model_with_teacher(make_cfg("la", teacher)).train()
     xy = torch.rand(1000, 2) * 120
     wh = torch.rand(1000, 2) * 12 + 2
     boxes = torch.cat([xy, (xy + wh).clamp(max=128)], dim=1).tolist()

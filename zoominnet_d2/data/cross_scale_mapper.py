@@ -15,6 +15,8 @@ from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
+from ..modeling.geometry import CrossScaleGeometry
+
 
 def build_zoomin_augmentation(cfg, is_train: bool) -> List[T.Augmentation]:
     """Detectron2's default augmentation, with the resize replaced by a fixed square resize
@@ -68,15 +70,11 @@ class ZoomInDatasetMapper(DatasetMapper):
         ret = super().from_config(cfg, is_train)
         augs = build_zoomin_augmentation(cfg, is_train)
         if cfg.INPUT.CROP.ENABLED and is_train:
-            # Fix (tests/test_zoominnet.py::test_mapper_keeps_configured_crop): keep the crop
-            # that DatasetMapper.from_config inserts for INPUT.CROP.ENABLED; replacing its list
-            # dropped it silently. With the teacher, scale_transforms rejects it by name.
+            # The crop that DatasetMapper.from_config puts first for INPUT.CROP.ENABLED, kept
+            # in front of the square resize. With the teacher, scale_transforms rejects it by name.
             augs.insert(0, T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
         ret["augmentations"] = augs
-        scale = cfg.MODEL.ZOOMIN.TEACHER.INPUT_SCALE
-        if with_teacher and scale != int(scale):
-            raise ValueError(f"MODEL.ZOOMIN.TEACHER.INPUT_SCALE must be an integer, got {scale}")
-        ret["teacher_scale"] = int(scale) if with_teacher else 0
+        ret["teacher_scale"] = CrossScaleGeometry.from_config(cfg).scale if with_teacher else 0
         return ret
 
     def __call__(self, dataset_dict: dict) -> dict:

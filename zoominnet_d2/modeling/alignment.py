@@ -1,6 +1,6 @@
 """Layer adaption (LA): a RetinaNet head whose final convs run on a 2x denser grid.
 
-The fingerprint of Table 3 (DESIGN-NOTES section 3) pins LA down: the cls and box towers run
+The GFLOPs of Table 3 pin LA down (docs/DESIGN.md, "LA and FA from their GFLOPs"): the cls and box towers run
 at the student's resolution, their outputs are upsampled 2x (nearest) and only the final
 ``cls_score`` / ``bbox_pred`` convs run on the 2x grid. Anchors sit on that 2x grid at the
 teacher's strides expressed in the student's input (strides and sizes halved).
@@ -21,20 +21,28 @@ from torch import Tensor
 
 class ZoomInRetinaNetHead(RetinaNetHead):
     """RetinaNet head that can upsample its tower outputs before the final convs and that
-    also returns the tower outputs (for tower distillation).
+    can also return the tower outputs (for tower distillation).
 
-    With ``upsample=1`` it computes exactly what :class:`RetinaNetHead` computes.
+    With ``upsample=1`` and ``with_towers=False`` it computes exactly what
+    :class:`RetinaNetHead` computes.
+
+    Args:
+        upsample: the prediction grid's cells per feature-map cell along each axis
+            (``CrossScaleGeometry.grid_upsample``).
+        with_towers: in training, also return the tower outputs (``forward`` gives
+            [logits, bbox_reg, towers]); in eval mode never.
     """
 
     @configurable
-    def __init__(self, *, upsample: int = 1, **kwargs):
+    def __init__(self, *, upsample: int = 1, with_towers: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.upsample = upsample
+        self.with_towers = with_towers
 
     @classmethod
-    def from_config(cls, cfg, input_shape, upsample: int = 1):
+    def from_config(cls, cfg, input_shape, upsample: int = 1, with_towers: bool = False):
         ret = super().from_config(cfg, input_shape)
-        ret["upsample"] = upsample
+        ret.update(upsample=upsample, with_towers=with_towers)
         return ret
 
     def forward_with_towers(
@@ -55,7 +63,10 @@ class ZoomInRetinaNetHead(RetinaNetHead):
         return logits, bbox_reg, [torch.cat(pair, dim=1) for pair in towers]
 
     def forward(self, features: List[Tensor]):
-        """As :meth:`RetinaNetHead.forward`, on the ``upsample`` x denser grid."""
+        """As :meth:`RetinaNetHead.forward`, on the ``upsample`` x denser grid; in training
+        with ``with_towers``, [logits, bbox_reg, towers] as :meth:`forward_with_towers`."""
+        if self.with_towers and self.training:
+            return list(self.forward_with_towers(features))
         return self._predict(self._towers(features))
 
     def _towers(self, features: List[Tensor]) -> List[Tuple[Tensor, Tensor]]:

@@ -9,9 +9,10 @@ generalisations, both needed by ZoomInNet:
 - ResNet-18/34 may be narrower than Detectron2 allows (``RES2_OUT_CHANNELS`` < 64), so that
   CPU-sized models train from scratch in minutes.
 
-The input is padded to the coarsest pyramid stride (128 for P3-P7) rather than to C5's 32,
-so every level's grid is exactly H / stride: a student padded this way and a teacher fed
-exactly twice the padded student size have grids that match level for level.
+The input is padded to the coarsest pyramid stride (128 for P3-P7) rather than to C5's 32
+(:class:`ZoomInFPN`, ``CrossScaleGeometry.padding_multiple``), so every level's grid is exactly
+H / stride: a student padded this way and a teacher fed exactly twice the padded student size
+have grids that match level for level.
 """
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN, ResNet
@@ -19,6 +20,16 @@ from detectron2.modeling.backbone.fpn import LastLevelP6P7
 from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem, build_resnet_backbone
 from fvcore.nn import weight_init
 from torch import nn
+
+from .geometry import CrossScaleGeometry
+
+
+class ZoomInFPN(FPN):
+    """Detectron2's FPN, with inputs padded to the coarsest level's stride (not C5's)."""
+
+    @property
+    def size_divisibility(self) -> int:
+        return CrossScaleGeometry.padding_multiple([s.stride for s in self.output_shape().values()])
 
 
 class LastLevelP6(nn.Module):
@@ -82,7 +93,7 @@ def build_zoomin_retinanet_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
             f"levels on top of MODEL.FPN.IN_FEATURES {in_features}; supported: 1 (P2-P6) or "
             "2 (P3-P7)"
         )
-    backbone = FPN(
+    backbone = ZoomInFPN(
         bottom_up=bottom_up,
         in_features=in_features,
         out_channels=out_channels,
@@ -96,6 +107,4 @@ def build_zoomin_retinanet_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
             f"MODEL.RETINANET.IN_FEATURES names {sorted(missing)}, which the FPN does not "
             f"produce (it gives {sorted(backbone.output_shape())})"
         )
-    # Pad to the coarsest level's stride (see the module docstring).
-    backbone._size_divisibility = max(s.stride for s in backbone.output_shape().values())
     return backbone

@@ -10,7 +10,7 @@ gives what the method needs without special cases elsewhere:
   student cannot collide with ``teacher.*`` keys through Detectron2's suffix matching.
 """
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,11 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import ImageList
 from torch import Tensor, nn
+
+
+def config_input_size(cfg) -> int:
+    """The training input size a config describes: SQUARE_SIZE, else the largest short side."""
+    return cfg.INPUT.SQUARE_SIZE if cfg.INPUT.SQUARE_SIZE > 0 else max(cfg.INPUT.MIN_SIZE_TRAIN)
 
 
 def load_teacher_config(config_file: str, device: str = "cpu"):
@@ -62,6 +67,31 @@ def load_state_dict_strictly(model: nn.Module, weights: str) -> None:
     model.load_state_dict(state, strict=True)
 
 
+def build_teacher(cfg) -> Optional["FrozenTeacher"]:
+    """The frozen teacher that ``MODEL.ZOOMIN.TEACHER`` names, read from its config file and
+    checkpoint; None when ``CONFIG_FILE`` is empty.
+
+    Raises:
+        FileNotFoundError: the config file or the checkpoint does not exist.
+        ValueError: the teacher's input size is not ``INPUT_SCALE`` x the student's, the
+            checkpoint is empty or does not fit the teacher's config.
+    """
+    from .geometry import CrossScaleGeometry
+
+    z = cfg.MODEL.ZOOMIN.TEACHER
+    if not z.CONFIG_FILE:
+        return None
+    teacher_cfg = load_teacher_config(z.CONFIG_FILE, cfg.MODEL.DEVICE)
+    CrossScaleGeometry.from_config(cfg).check_input_sizes(
+        config_input_size(cfg), config_input_size(teacher_cfg), z.CONFIG_FILE)
+    if not z.WEIGHTS:
+        raise ValueError(
+            "MODEL.ZOOMIN.TEACHER.WEIGHTS is empty: distillation needs a trained teacher "
+            f"checkpoint for {z.CONFIG_FILE}"
+        )
+    return FrozenTeacher.from_files(teacher_cfg, z.WEIGHTS)
+
+
 class FrozenTeacher:
     """A RetinaNet in eval mode with ``requires_grad=False`` everywhere, run under no_grad.
 
@@ -76,13 +106,10 @@ class FrozenTeacher:
             p.requires_grad_(False)
 
     @classmethod
-    def from_files(cls, config_file: str, weights: str, device: str) -> "FrozenTeacher":
-        model = build_model(load_teacher_config(config_file, device))
-        if not weights:
-            raise ValueError(
-                "MODEL.ZOOMIN.TEACHER.WEIGHTS is empty: distillation needs a trained teacher "
-                f"checkpoint for {config_file}"
-            )
+    def from_files(cls, teacher_cfg, weights: str) -> "FrozenTeacher":
+        """The teacher of ``teacher_cfg`` (see :func:`load_teacher_config`) with the
+        checkpoint ``weights`` loaded strictly."""
+        model = build_model(teacher_cfg)
         load_state_dict_strictly(model, weights)
         return cls(model)
 
