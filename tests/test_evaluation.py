@@ -369,6 +369,8 @@ def test_report_names_the_protocols_and_the_ignore_rule(register, caplog):
     assert "COCO API, maxDets=100 (paper protocol)" in text
     assert ("maxDets=500 (VisDrone toolkit's maxDets; note the official toolkit has no S/M/L "
             "split") in text
+    assert "Bbox metrics [%], official VisDrone-DET toolkit protocol (AP at IoU" in text
+    assert "Per-category bbox AP [%], official VisDrone-DET toolkit protocol" in text
     assert "VisDrone ignore rule applied" in text
     assert "VisDrone ignore rule NOT applied" in text
     assert "| pedestrian " in text and "nan" in text
@@ -381,8 +383,9 @@ def test_outputs_are_saved(register, tmp_path):
     detections = perfect_detections(records, score=0.9)
     detections["a"] = (detections["a"][0] + [[450, 350, 40, 40]], detections["a"][1] + [0.95],
                        detections["a"][2] + [9])
-    metrics = run_evaluator(register(records), detections, output_dir=str(tmp_path),
-                            write_official_txt=True)["bbox"]
+    results = run_evaluator(register(records), detections, output_dir=str(tmp_path),
+                            write_official_txt=True)
+    metrics, metrics_visdrone = results["bbox"], results["visdrone"]
 
     results = json.loads((tmp_path / "coco_instances_results.json").read_text())
     assert len(results) == 13  # every prediction, also the one the rule removes
@@ -399,26 +402,38 @@ def test_outputs_are_saved(register, tmp_path):
     folder = tmp_path / "visdrone_results"
     assert sorted(os.listdir(folder)) == ["a.txt", "b.txt"]
     lines = (folder / "a.txt").read_text().splitlines()
-    assert len(lines) == 7 and lines[-1] == "450,350,40,40,0.9500,10,-1,-1"
+    # By descending score (the toolkit caps by line order); float32 values kept exactly.
+    assert len(lines) == 7 and lines[0] == f"450,350,40,40,{float(np.float32(0.95))!r},10,-1,-1"
+    assert saved["visdrone"]["AP"] == metrics_visdrone["AP"]
+    assert saved["visdrone_counts"]["detections_in_ignored_regions"] == 1
 
 
 def test_official_txt_writer(tmp_path):
     (tmp_path / "notes.md").write_text("keep me")
     predictions = [
         {"image_id": "0000001_00000_d_0000001",
-         "boxes": np.array([[10.4, 20.6, 30.2, 40.7], [0.0, 1.0, 2.0, 3.0]], dtype=np.float32),
-         "scores": np.array([0.87654, 0.1]), "classes": np.array([0, 9])},
+         "boxes": np.array([[0.0, 1.0, 2.0, 3.0], [10.4, 20.6, 30.2, 40.7]], dtype=np.float32),
+         "scores": np.array([0.1, 0.87654]), "classes": np.array([9, 0])},
         {"image_id": "empty", "boxes": np.zeros((0, 4)), "scores": np.zeros(0),
          "classes": np.zeros(0, dtype=np.int64)},
     ]
     paths = write_visdrone_results(predictions, str(tmp_path))
     assert sorted(os.path.basename(p) for p in paths) == ["0000001_00000_d_0000001.txt",
                                                            "empty.txt"]
-    assert (tmp_path / "0000001_00000_d_0000001.txt").read_text() == (
-        "10,21,30,41,0.8765,1,-1,-1\n0,1,2,3,0.1000,10,-1,-1\n")
+    # Highest score first; decimals that read back as the same float64 (of the float32 boxes).
+    lines = (tmp_path / "0000001_00000_d_0000001.txt").read_text().splitlines()
+    assert lines == [
+        "10.399999618530273,20.600000381469727,30.200000762939453,40.70000076293945,"
+        "0.87654,1,-1,-1",
+        "0,1,2,3,0.1,10,-1,-1"]
+    values = np.array([[float(v) for v in line.split(",")[:4]] for line in lines])
+    assert (values == predictions[0]["boxes"][::-1].astype(np.float64)).all()
     assert (tmp_path / "empty.txt").read_text() == ""
     assert (tmp_path / "notes.md").read_text() == "keep me"
-    assert format_visdrone_lines([[1, 2, 3, 4]], [1.0], [4]) == ["1,2,3,4,1.0000,5,-1,-1"]
+    assert format_visdrone_lines([[1, 2, 3, 4]], [1.0], [4]) == ["1,2,3,4,1,5,-1,-1"]
+    # Ties keep the given order.
+    assert [line.split(",")[0] for line in format_visdrone_lines(
+        [[1, 0, 1, 1], [2, 0, 1, 1], [3, 0, 1, 1]], [0.5, 0.7, 0.5], [0, 0, 0])] == ["2", "1", "3"]
 
 
 def test_write_official_txt_needs_output_dir(register):

@@ -11,9 +11,12 @@ and a box inside two overlapping regions is not counted twice.
 :func:`ignored_area` computes that covered area exactly, in continuous coordinates, without
 painting a pixel map: the region edges split the plane into a grid of cells, each cell is
 either inside the union or not, and the overlap of a box with the covered cells is a product
-of 1-D overlaps, i.e. one matrix product per image. The toolkit works on a pixel map after
-rounding the boxes (and clamps widths/heights to >= 1 pixel); this module keeps the
-coordinates as they are, which differs only by sub-pixel amounts at region borders.
+of 1-D overlaps, i.e. one matrix product per image. The COCO-API evaluation uses it on the
+coordinates as they are (:func:`in_ignored_regions`). The toolkit instead paints each region
+one pixel larger at its top and left edges, rounds the boxes and clamps them into the image,
+so its decision differs for boxes within about a pixel of a region's edge;
+:mod:`.official_protocol` reproduces it with :func:`ignored_area` on the toolkit's pixel
+rectangles.
 """
 import numpy as np
 
