@@ -18,6 +18,12 @@ setup(
         "opencv-python-headless>=4.5",
         "numpy>=1.21",
         "Pillow>=8.0",
+        "tqdm>=4.29",
     ],
-    extras_require={"dev": ["pytest>=7.0", "pytest-timeout>=2.1"]},
+    extras_require={
+        # tools/export.py --format onnx and tools/predict.py --backend onnx.
+        "deploy": ["onnx>=1.12", "onnxruntime>=1.12"],
+        # The suite runs the ONNX parity tests, so dev includes deploy.
+        "dev": ["pytest>=7.0", "pytest-timeout>=2.1", "onnx>=1.12", "onnxruntime>=1.12"],
+    },
 )

@@ -1,0 +1,11 @@
+"""Deploying the student: build and load it alone, export it (ONNX, TorchScript, a
+student-only checkpoint), post-process exported outputs, predict on images and videos."""
+from .exporters import FORMATS, export_student
+from .graph import DenseStudentGraph
+from .postprocess import DecodeSettings, detect
+from .predictor import BACKENDS, ExportedPredictor, TorchPredictor, build_predictor
+from .student import build_student, load_config, load_student, save_student_checkpoint
+
+__all__ = ["BACKENDS", "FORMATS", "DecodeSettings", "DenseStudentGraph", "ExportedPredictor",
+           "TorchPredictor", "build_predictor", "build_student", "detect", "export_student",
+           "load_config", "load_student", "save_student_checkpoint"]
