@@ -23,6 +23,7 @@ from torch import nn
 
 from zoominnet_d2 import add_zoominnet_config
 from zoominnet_d2.data.visdrone import register_visdrone_split
+from zoominnet_d2.modeling import build_model_with_teacher
 from zoominnet_d2.visualization import (
     FeatureVisualizationHook,
     collect_distillation_maps,
@@ -180,13 +181,13 @@ def test_overlay_and_mask_helpers():
 ])
 def test_collect_distillation_maps(teacher_files, synth_image, config, opts):
     cfg = student_cfg(teacher_files, config, opts)
-    model = build_model(cfg).eval()
+    model = build_model_with_teacher(cfg).eval()
     assert model.teacher is not None
     record = load_image_dict(*map(str, synth_image))
     sample = visualization_mapper(cfg, with_teacher=True)(record)
     assert tuple(sample["image"].shape) == (3, 128, 128)
     assert tuple(sample["teacher_image"].shape) == (3, 256, 256)
-    maps = collect_distillation_maps(model, model.teacher, sample)
+    maps = collect_distillation_maps(model, sample)
 
     assert len(maps["student"]) == len(maps["teacher"]) == len(maps["masks"]) == 5
     channels = 32 if cfg.MODEL.ZOOMIN.DISTILL_FEATURES == "tower" else 16
@@ -210,23 +211,23 @@ def test_collect_distillation_maps(teacher_files, synth_image, config, opts):
 
     # No ground truth: no key position; no teacher: no teacher maps.
     sample.pop("instances")
-    maps = collect_distillation_maps(model, None, sample)
+    maps = collect_distillation_maps(model, sample, with_teacher=False)
     assert maps["teacher"] is None and not any(m.any() for m in maps["masks"])
 
 
 def test_collect_needs_teacher_image(teacher_files, synth_image):
     cfg = student_cfg(teacher_files)
-    model = build_model(cfg).eval()
+    model = build_model_with_teacher(cfg).eval()
     sample = visualization_mapper(cfg, with_teacher=False)(load_image_dict(str(synth_image[0])))
     with pytest.raises(KeyError, match="teacher_image"):
-        collect_distillation_maps(model, model.teacher, sample)
+        collect_distillation_maps(model, sample)
 
 
 def test_draw_feature_panels_sizes(teacher_files, synth_image):
     cfg = student_cfg(teacher_files)
-    model = build_model(cfg).eval()
+    model = build_model_with_teacher(cfg).eval()
     record = load_image_dict(*map(str, synth_image))
-    maps = collect_distillation_maps(model, model.teacher, visualization_mapper(cfg, True)(record))
+    maps = collect_distillation_maps(model, visualization_mapper(cfg, True)(record))
     image = np.asarray(Image.open(synth_image[0]).convert("RGB"))
     out = draw_feature_panels(maps, image, record, max_size=200, tile_size=100)
     expected = {"gt", "akdp", "panel"} | {f"{who}_l{level}" for who in ("student", "teacher")
@@ -307,7 +308,7 @@ def test_cli_real_visdrone(visdrone_real_root, teacher_files, tmp_path):
 
 def test_hook_puts_panel_and_restores_modes(teacher_files, synth_image):
     cfg = student_cfg(teacher_files)
-    model = build_model(cfg)
+    model = build_model_with_teacher(cfg)
     record = load_image_dict(*map(str, synth_image))
     hook = FeatureVisualizationHook(cfg, period=3, dataset_dict=record)
     with EventStorage(0) as storage:
@@ -336,7 +337,7 @@ def test_hook_defaults(teacher_files, synth_image, tmp_path):
     register_visdrone_split(name, image.parent, annotations.parent)
     try:
         cfg = student_cfg(teacher_files, opts=["DATASETS.TRAIN", f"('{name}',)"])
-        model = build_model(cfg).train()
+        model = build_model_with_teacher(cfg).train()
         assert FeatureVisualizationHook(cfg).period == 0  # MODEL.ZOOMIN.VIS_PERIOD: 0 or absent
         if "VIS_PERIOD" in cfg.MODEL.ZOOMIN:
             cfg.MODEL.ZOOMIN.VIS_PERIOD = 7
@@ -365,11 +366,11 @@ def test_collect_crops_padding_of_non_square_input(teacher_files, tmp_path):
                                            str(teacher_yaml)])
     path = tmp_path / "wide.jpg"
     Image.fromarray(np.full((180, 320, 3), 120, np.uint8)).save(path)
-    model = build_model(cfg).eval()
+    model = build_model_with_teacher(cfg).eval()
     record = load_image_dict(str(path))
     sample = visualization_mapper(cfg, with_teacher=True)(record)
     assert tuple(sample["image"].shape[-2:]) == (128, 228)  # padded to 128 x 256 in the model
-    maps = collect_distillation_maps(model, model.teacher, sample)
+    maps = collect_distillation_maps(model, sample)
     for level, (s, t, m) in enumerate(zip(maps["student"], maps["teacher"], maps["masks"])):
         stride = maps["strides"][level]
         assert s.shape == t.shape and tuple(m.shape) == tuple(s.shape[-2:])

@@ -35,7 +35,7 @@ from PIL import Image
 
 from zoominnet_d2 import add_zoominnet_config
 from zoominnet_d2.checkpoint import UNSAFE_FLAG, SafeDetectionCheckpointer
-from zoominnet_d2.modeling import student_config
+from zoominnet_d2.modeling import attach_configured_teacher
 from zoominnet_d2.visualization import (
     DEFAULT_MAX_SIZE,
     DEFAULT_TILE_SIZE,
@@ -123,7 +123,7 @@ def main(argv=None) -> List[str]:
     problem = teacher_problem(cfg, bool(args.teacher_weights))
     if problem:
         print(f"No teacher: {problem}. Drawing the student's maps and AKDP only.")
-    model = build_model(cfg if problem is None else student_config(cfg))
+    model = build_model(cfg)
     weights = args.student_weights or cfg.MODEL.WEIGHTS
     if args.student_weights and not os.path.isfile(args.student_weights):
         parser.error(f"--student-weights: no such file: {args.student_weights}")
@@ -132,6 +132,8 @@ def main(argv=None) -> List[str]:
         print(f"Student weights: {weights}")
     else:
         print("Student weights: none (random initialisation; pass --student-weights)")
+    if problem is None:
+        attach_configured_teacher(model, cfg)
     model.eval()
 
     record = load_image_dict(str(image_path), str(annotation_path) if annotation_path else None)
@@ -140,7 +142,7 @@ def main(argv=None) -> List[str]:
              f"{len(record['ignore_regions'])} ignored regions)" if annotation_path
              else "no annotations (no AKDP key positions)"))
     sample = visualization_mapper(cfg, with_teacher=model.teacher is not None)(record)
-    maps = collect_distillation_maps(model, model.teacher, sample)
+    maps = collect_distillation_maps(model, sample)
     image = utils.read_image(record["file_name"], format="RGB")
     pictures = draw_feature_panels(maps, image, record, max_size=args.max_size or None,
                                    tile_size=args.tile_size, alpha=args.alpha, cmap=args.cmap)
