@@ -8,8 +8,9 @@ Two kinds of checks:
   reports that it changed nothing;
 - in a fresh interpreter (subprocess), with ``compat.py`` loaded on its own (importing
   ``zoominnet_d2.compat`` would run the package's ``apply()`` first): each fix is applied
-  exactly when the thing it replaces is missing, leaves a present one untouched, and is
-  idempotent.
+  exactly when the thing it replaces is missing and the installed Detectron2 uses it (v0.6
+  uses ``Image.LINEAR`` and ``np.int``, main neither), leaves a present one untouched, and
+  is idempotent.
 """
 import importlib.util
 import json
@@ -35,6 +36,8 @@ FIXES = ("stub_missing_compiled_ops", "restore_pil_linear", "restore_numpy_alias
 HAS_REAL_C = "detectron2._C" in sys.modules and not isinstance(
     sys.modules["detectron2._C"], compat._MissingCompiledOps)
 HAS_REAL_PKG_RESOURCES = importlib.util.find_spec("pkg_resources") is not None
+USES_PIL_LINEAR = compat.detectron2_uses_pil_linear()
+USES_NUMPY_ALIASES = compat.detectron2_uses_numpy_aliases()
 
 
 def run_fresh(code: str) -> dict:
@@ -119,7 +122,7 @@ def test_pil_linear_exists_and_resize_transform_works():
     from PIL import Image
     from detectron2.data import transforms as T
 
-    assert hasattr(Image, "LINEAR")
+    assert hasattr(Image, "LINEAR") or not USES_PIL_LINEAR
     # The default interp of ResizeTransform was Image.LINEAR (bound at import time).
     img = (np.arange(6 * 8 * 3) % 256).astype(np.uint8).reshape(6, 8, 3)
     assert T.ResizeTransform(6, 8, 12, 16).apply_image(img).shape == (12, 16, 3)
@@ -127,6 +130,8 @@ def test_pil_linear_exists_and_resize_transform_works():
 
 def test_numpy_aliases_resolve_and_class_histogram_works():
     for alias, builtin in (("int", int), ("float", float), ("bool", bool)):
+        if not USES_NUMPY_ALIASES and alias not in vars(np):
+            continue  # this Detectron2 does not use the alias: none is added
         assert getattr(np, alias) is not None
         assert np.dtype(getattr(np, alias)) == np.dtype(builtin)
     from detectron2.data.build import print_instances_class_histogram
@@ -157,13 +162,16 @@ def test_pkg_resources_shim_not_left_in_sys_modules():
 def test_pil_linear_applied_only_if_missing():
     out = run_fresh("""
         from PIL import Image
-        out["needed"] = not hasattr(Image, "LINEAR")
+        out["had"] = hasattr(Image, "LINEAR")
+        out["uses"] = compat.detectron2_uses_pil_linear()
         out["first"] = compat.restore_pil_linear()
-        out["linear_is_bilinear"] = Image.LINEAR == Image.BILINEAR
+        out["linear_is_bilinear"] = getattr(Image, "LINEAR", None) == Image.BILINEAR
         out["second"] = compat.restore_pil_linear()
     """)
-    assert out["first"] == out["needed"]
-    assert out["linear_is_bilinear"]
+    assert out["uses"] == USES_PIL_LINEAR
+    assert out["first"] == (out["uses"] and not out["had"])
+    # present wherever Pillow has it or Detectron2 needs it; absent otherwise
+    assert out["linear_is_bilinear"] == (out["had"] or out["uses"])
     assert out["second"] is False
 
 
@@ -187,13 +195,18 @@ def test_numpy_aliases_applied_only_if_missing():
                 return True
             except AttributeError:
                 return False
-        out["needed"] = not all(has(a) for a in ("int", "float", "bool"))
+        out["uses"] = compat.detectron2_uses_numpy_aliases()
+        out["missing"] = not all(has(a) for a in ("int", "float", "bool"))
         out["first"] = compat.restore_numpy_aliases()
-        out["after"] = [np.dtype(np.int).kind, np.dtype(np.float).kind, np.dtype(np.bool).kind]
+        out["after"] = [np.dtype(getattr(np, a)).kind if has(a) else None for a in ("int", "float", "bool")]
         out["second"] = compat.restore_numpy_aliases()
     """)
-    assert out["first"] == out["needed"]
-    assert out["after"] == ["i", "f", "b"]
+    assert out["uses"] == USES_NUMPY_ALIASES
+    assert out["first"] == (out["uses"] and out["missing"])
+    if out["uses"] or not out["missing"]:
+        assert out["after"] == ["i", "f", "b"]
+    else:  # nothing added for a Detectron2 that does not use them
+        assert None in out["after"]
     assert out["second"] is False
 
 
@@ -204,13 +217,14 @@ def test_numpy_alias_present_is_left_alone():
         sentinel = type("Sentinel", (), {})
         np.int = sentinel
         out["float_missing"] = "float" not in vars(np)
+        out["uses"] = compat.detectron2_uses_numpy_aliases()
         out["applied"] = compat.restore_numpy_aliases()
         out["int_untouched"] = np.int is sentinel
-        out["float_is_builtin"] = np.float is float
+        out["float_is_builtin"] = getattr(np, "float", None) is float
     """)
     assert out["int_untouched"]
-    assert out["applied"] == out["float_missing"]
-    if out["float_missing"]:
+    assert out["applied"] == (out["float_missing"] and out["uses"])
+    if out["applied"]:
         assert out["float_is_builtin"]
 
 
@@ -291,8 +305,9 @@ def test_import_zoominnet_d2_in_fresh_interpreter():
         import numpy as np
         out["needed"] = {
             "stub_missing_compiled_ops": importlib.util.find_spec("detectron2._C") is None,
-            "restore_pil_linear": not hasattr(Image, "LINEAR"),
-            "restore_numpy_aliases": not all(hasattr(np, a) for a in ("int", "float", "bool")),
+            "restore_pil_linear": not hasattr(Image, "LINEAR") and compat.detectron2_uses_pil_linear(),
+            "restore_numpy_aliases": not all(hasattr(np, a) for a in ("int", "float", "bool"))
+                and compat.detectron2_uses_numpy_aliases(),
             "import_model_zoo_without_pkg_resources":
                 importlib.util.find_spec("pkg_resources") is None,
         }
@@ -310,3 +325,21 @@ def test_import_zoominnet_d2_in_fresh_interpreter():
     if out["needed"]["import_model_zoo_without_pkg_resources"]:
         assert out["pkg_resources_in_sys_modules"] is False
     assert out["collect_env"]
+
+
+def test_uses_are_read_from_the_installed_detectron2_source(tmp_path):
+    """``detectron2_uses_*`` read the source of the ``detectron2`` that would be imported,
+    without importing it: a package naming ``Image.LINEAR`` and ``np.float`` (as v0.6 does)
+    needs both fixes, one naming only ``Image.BILINEAR``, ``np.int64`` and ``np.float_`` none."""
+    for name, code, expected in (("old", "interp = Image.LINEAR\nx = np.float(1)\n", [True, True]),
+                                 ("new", "interp = Image.BILINEAR\nx = np.int64(1) + np.float_(1)\n", [False, False])):
+        package = tmp_path / name / "detectron2"
+        (package / "data").mkdir(parents=True)
+        (package / "__init__.py").write_text("raise ImportError('must not be imported')\n")
+        (package / "data" / "transform.py").write_text(code)
+        out = run_fresh(f"""
+            sys.path.insert(0, {str(tmp_path / name)!r})
+            out["uses"] = [compat.detectron2_uses_pil_linear(), compat.detectron2_uses_numpy_aliases()]
+            out["imported"] = "detectron2" in sys.modules
+        """)
+        assert out == {"uses": expected, "imported": False}, name

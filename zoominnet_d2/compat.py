@@ -1,13 +1,19 @@
-"""Make Detectron2 v0.6 import and run on Python 3.11, torch 2.x, Pillow 10+, numpy 2 and
+"""Make Detectron2 import and run on Python 3.11, torch 2.x, Pillow 10+, numpy 2 and
 setuptools without ``pkg_resources``.
 
 Applied by ``import zoominnet_d2`` before anything from Detectron2 is imported. Every fix
-checks first whether the thing it replaces is missing, so an official Detectron2 build or
-older libraries are left untouched. Each fix returns True when it changed something, which
-the tests use to check that it is applied only where needed.
+checks first whether the thing it replaces is missing and whether the installed Detectron2
+needs it: the compiled-ops stub only for an install without ``detectron2._C``; ``Image.LINEAR``
+and the numpy aliases only for a Detectron2 whose source uses them (v0.6; main does not);
+the ``pkg_resources`` shim wherever setuptools lacks it (v0.6 and main both import it). Each
+fix returns True when it changed something, which the tests use to check that it is applied
+only where needed.
 """
 import contextlib
+import functools
 import importlib.util
+import os
+import re
 import sys
 import types
 
@@ -57,12 +63,35 @@ def stub_missing_compiled_ops() -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=None)
+def _detectron2_source() -> str:
+    """The text of the installed Detectron2's Python files, read without importing them."""
+    spec = importlib.util.find_spec("detectron2")
+    texts = []
+    for root in spec.submodule_search_locations if spec else ():
+        for folder, _, files in os.walk(root):
+            for name in sorted(f for f in files if f.endswith(".py")):
+                with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as f:
+                    texts.append(f.read())
+    return "\n".join(texts)
+
+
+def detectron2_uses_pil_linear() -> bool:
+    """Whether the installed Detectron2's code names ``Image.LINEAR`` (v0.6 does)."""
+    return re.search(r"\bImage\.LINEAR\b", _detectron2_source()) is not None
+
+
+def detectron2_uses_numpy_aliases() -> bool:
+    """Whether the installed Detectron2's code uses ``np.int``/``np.float``/``np.bool`` (v0.6 does)."""
+    return re.search(r"\bnp\.(?:int|float|bool)\b", _detectron2_source()) is not None
+
+
 def restore_pil_linear() -> bool:
     """Breakage: Pillow 10 removed ``Image.LINEAR``, a default argument in
-    ``detectron2.data.transforms.transform`` (evaluated at import time)."""
+    ``detectron2.data.transforms.transform`` of v0.6 (evaluated at import time)."""
     from PIL import Image
 
-    if hasattr(Image, "LINEAR"):
+    if hasattr(Image, "LINEAR") or not detectron2_uses_pil_linear():
         return False
     Image.LINEAR = Image.BILINEAR
     return True
@@ -73,6 +102,8 @@ def restore_numpy_aliases() -> bool:
     uses, e.g. in ``data/build.py`` (the class histogram of every training loader)."""
     import numpy as np
 
+    if not detectron2_uses_numpy_aliases():
+        return False
     changed = False
     for alias, builtin in (("int", int), ("float", float), ("bool", bool)):
         try:
@@ -85,7 +116,7 @@ def restore_numpy_aliases() -> bool:
 
 def import_model_zoo_without_pkg_resources() -> bool:
     """Breakage: setuptools 81 dropped ``pkg_resources``, which ``detectron2.model_zoo``
-    imports at module level for ``resource_filename``.
+    (v0.6 and main) imports at module level for ``resource_filename``.
 
     The shim is placed in ``sys.modules`` only while ``detectron2.model_zoo`` imports and is
     removed afterwards, so no other library mistakes it for the real ``pkg_resources``.
