@@ -19,7 +19,6 @@ from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
 from zoominnet_d2 import add_zoominnet_config
-from zoominnet_d2.modeling import student_config
 
 
 class DenseForward(nn.Module):
@@ -40,7 +39,7 @@ class DenseForward(nn.Module):
 
 def count_gflops(cfg, size: int) -> float:
     """Student GFLOPs (multiply-adds / 1e9) for one ``size`` x ``size`` image."""
-    model = build_model(student_config(cfg)).eval()
+    model = build_model(cfg).eval()
     flops = FlopCountAnalysis(DenseForward(model), torch.zeros(1, 3, size, size))
     flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     return flops.total() / 1e9

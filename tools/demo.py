@@ -106,14 +106,13 @@ def cpu_ms_per_image(stages: List[Stage], out: str, num_images: int = 20, warmup
     from count_flops import load_config
     from zoominnet_d2.checkpoint import SafeDetectionCheckpointer
     from zoominnet_d2.data.cross_scale_mapper import ZoomInDatasetMapper
-    from zoominnet_d2.modeling import student_config
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     models, inputs, times = {}, {}, {s.name: [] for s in stages}
     dicts = DatasetCatalog.get("synthdrone_val")[: num_images + warmup]
     for stage in stages:
-        cfg = student_config(load_config(os.path.join(REPO, stage.config)))
+        cfg = load_config(os.path.join(REPO, stage.config))
         models[stage.name] = build_model(cfg).eval()
         SafeDetectionCheckpointer(models[stage.name]).load(os.path.join(out, stage.name, "model_final.pth"))
         mapper = ZoomInDatasetMapper(cfg, is_train=False)
