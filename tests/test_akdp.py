@@ -12,7 +12,7 @@ import zoominnet_d2  # noqa: F401  (compat fixes before Detectron2)
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 from detectron2.structures import Boxes
 
-from zoominnet_d2.modeling import akdp
+from zoominnet_d2.modeling import akdp, akdp_dense, akdp_window
 from zoominnet_d2.modeling.akdp import akdp_mask, akdp_masks_batch
 
 
@@ -241,13 +241,13 @@ def test_chunked_equals_one_pass(scope, lam, monkeypatch):
     args = ([Boxes(t) for t in levels], grid_sizes, Boxes(gts))
 
     calls = []
-    real_iou = akdp.pairwise_iou
+    real_iou = akdp_dense.pairwise_iou
 
     def counting_iou(a, b):
         calls.append((len(a), len(b), tuple(a.tensor[0].tolist())))
         return real_iou(a, b)
 
-    monkeypatch.setattr(akdp, "pairwise_iou", counting_iou)
+    monkeypatch.setattr(akdp_dense, "pairwise_iou", counting_iou)
     num_anchors = sum(len(t) for t in levels)
 
     one_pass = as_lists(akdp_mask(*args, scope=scope, lam=lam))
@@ -355,34 +355,34 @@ def grid_anchor_case(seed, num_gts=25):
 
 def run_counting(monkeypatch, fn):
     calls = []
-    real_iou = akdp.pairwise_iou
+    real_iou = akdp_dense.pairwise_iou
 
     def counting_iou(a, b):
         calls.append((len(a), len(b)))
         return real_iou(a, b)
 
-    monkeypatch.setattr(akdp, "pairwise_iou", counting_iou)
+    monkeypatch.setattr(akdp_dense, "pairwise_iou", counting_iou)
     out = fn()
-    monkeypatch.setattr(akdp, "pairwise_iou", real_iou)
+    monkeypatch.setattr(akdp_dense, "pairwise_iou", real_iou)
     return out, calls
 
 
 def test_separable_grid_detection():
     anchors, grid_sizes, _ = make_generator_anchors()
     for boxes, (h, w) in zip(anchors, grid_sizes):
-        grid = akdp._separable_grid(boxes.tensor, h, w, 3)
+        grid = akdp.separable_grid(boxes.tensor, h, w, 3)
         assert grid is not None
         x1, x2, y1, y2 = grid
         assert x1.shape == x2.shape == (w, 3) and y1.shape == y2.shape == (h, 3)
     h, w = grid_sizes[0]
     t = anchors[0].tensor.clone()
     t[17, 2] += 1e-3  # one anchor off the grid
-    assert akdp._separable_grid(t, h, w, 3) is None
+    assert akdp.separable_grid(t, h, w, 3) is None
     t[17, 2] = float("nan")
-    assert akdp._separable_grid(t, h, w, 3) is None
+    assert akdp.separable_grid(t, h, w, 3) is None
     levels, jittered_sizes, _ = random_case(0)  # per-cell jittered sizes: not a separable grid
     for t, (h, w) in zip(levels, jittered_sizes):
-        assert akdp._separable_grid(t, h, w, 3) is None
+        assert akdp.separable_grid(t, h, w, 3) is None
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -393,10 +393,10 @@ def test_window_iou_equals_pairwise_iou(seed):
     for boxes, (h, w) in zip(anchors, grid_sizes):
         t = boxes.tensor
         a = len(t) // (h * w)
-        grid = akdp._separable_grid(t, h, w, a)
-        expected = akdp.pairwise_iou(Boxes(t), Boxes(gts)).view(h * w, a, len(gts))
+        grid = akdp.separable_grid(t, h, w, a)
+        expected = akdp_dense.pairwise_iou(Boxes(t), Boxes(gts)).view(h * w, a, len(gts))
         for cells_per_chunk in (10**9, 7):
-            win = akdp._WindowLevel(grid, h, w, a, gts, cells_per_chunk)
+            win = akdp_window.WindowLevel(grid, h, w, a, gts, cells_per_chunk)
             dense = torch.zeros_like(expected)
             seen = torch.zeros(h * w, len(gts), dtype=torch.int64)
             for chunk in win.chunks:
@@ -418,7 +418,7 @@ def test_window_path_equals_dense_path(seed, scope, lam, chunk_entries, monkeypa
     kw = dict(scope=scope, lam=lam, chunk_entries=chunk_entries)
     window, calls = run_counting(monkeypatch, lambda: akdp_mask(anchors, grid_sizes, Boxes(gts), **kw))
     assert not calls  # all three levels took the window path
-    monkeypatch.setattr(akdp, "_separable_grid", lambda *args: None)
+    monkeypatch.setattr(akdp, "separable_grid", lambda *args: None)
     dense, calls = run_counting(monkeypatch, lambda: akdp_mask(anchors, grid_sizes, Boxes(gts), **kw))
     assert calls
     assert [m.dtype for m in window] == [torch.bool] * 3
@@ -437,7 +437,7 @@ def test_mixed_grid_and_dense_levels(lam, monkeypatch):
     t[5, 0] -= 0.25
     mixed = [anchors[0], Boxes(t), anchors[2]]
     got = akdp_mask(mixed, grid_sizes, Boxes(gts), scope="image", lam=lam)
-    monkeypatch.setattr(akdp, "_separable_grid", lambda *args: None)
+    monkeypatch.setattr(akdp, "separable_grid", lambda *args: None)
     dense = akdp_mask(mixed, grid_sizes, Boxes(gts), scope="image", lam=lam)
     assert as_lists(got) == as_lists(dense)
 
@@ -453,7 +453,7 @@ def test_window_path_bruteforce_small(scope, lam):
     anchors = anchor_gen([torch.zeros(1, 1, h, w) for h, w in grid_sizes])
     gts = torch.tensor([[2.0, 3.0, 9.0, 8.5], [14.0, 1.0, 30.0, 22.0], [-4.0, 12.0, 5.0, 19.0]])
     assert all(
-        akdp._separable_grid(b.tensor, h, w, len(b) // (h * w)) is not None
+        akdp.separable_grid(b.tensor, h, w, len(b) // (h * w)) is not None
         for b, (h, w) in zip(anchors, grid_sizes)
     )
     expected = check_against_reference([b.tensor for b in anchors], grid_sizes, gts, scope, lam)
