@@ -1,0 +1,55 @@
+"""Helpers of the deployment tests: tiny students, synthetic images, detection matching."""
+import numpy as np
+import torch
+
+from zoominnet_d2.data.synthetic import render_image
+from zoominnet_d2.deploy import build_student, load_config, save_student_checkpoint
+
+#: Overrides that make a synth config tiny (a few hundred kB of weights), as a CLI tail.
+TINY = ["MODEL.RESNETS.STEM_OUT_CHANNELS", "8", "MODEL.RESNETS.RES2_OUT_CHANNELS", "8",
+        "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.RETINANET.NUM_CONVS", "1"]
+#: cls_score of the tiny students: bias and weight scale such that random weights give
+#: scores like a trained detector's (most far below the 0.05 threshold, some hundreds above).
+CLS_BIAS, CLS_WEIGHT_SCALE = -4.0, 0.3
+
+
+def tiny_cfg(config_file: str, *opts: str):
+    return load_config(config_file, TINY + list(opts))
+
+
+def tiny_student(cfg, seed: int = 0):
+    """A random-weight student of ``cfg`` with scores like a trained one's (CLS_*)."""
+    torch.manual_seed(seed)
+    model = build_student(cfg)
+    with torch.no_grad():
+        model.head.cls_score.bias.fill_(CLS_BIAS)
+        model.head.cls_score.weight.mul_(CLS_WEIGHT_SCALE)
+    return model
+
+
+def save_tiny_student(cfg, path, seed: int = 0) -> str:
+    save_student_checkpoint(tiny_student(cfg, seed), str(path))
+    return str(path)
+
+
+def synthetic_images(n: int, size: int, seed: int, bgr: bool = True):
+    """``n`` synthetic drone images (size, size, 3) uint8 in BGR (or RGB)."""
+    rng = np.random.default_rng(seed)
+    images = [render_image(rng, size)[0] for _ in range(n)]
+    return [np.ascontiguousarray(i[:, :, ::-1]) if bgr else i for i in images]
+
+
+def assert_same_detections(expected, actual, box_tol: float = 1e-3, score_tol: float = 1e-4):
+    """Same number, same classes, boxes within ``box_tol`` x the box's size, scores within
+    ``score_tol``; detections are matched one to one (near-equal scores may swap order)."""
+    assert len(actual) == len(expected), (len(actual), len(expected))
+    e_boxes, a_boxes = expected.pred_boxes.tensor, actual.pred_boxes.tensor
+    size = (e_boxes[:, 2:] - e_boxes[:, :2]).max(dim=1).values.clamp(min=1.0)
+    unused = set(range(len(actual)))
+    for i in range(len(expected)):
+        match = [j for j in unused
+                 if actual.pred_classes[j] == expected.pred_classes[i]
+                 and abs(float(actual.scores[j] - expected.scores[i])) <= score_tol
+                 and float((a_boxes[j] - e_boxes[i]).abs().max()) <= box_tol * float(size[i])]
+        assert match, f"detection {i} ({expected[i]}) has no counterpart"
+        unused.remove(match[0])
