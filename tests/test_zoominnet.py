@@ -732,7 +732,7 @@ def test_zoominnet_is_registered():
 
 
 # --------------------------------------------------------------------------------------
-# the GFLOPs fingerprint (DESIGN-NOTES section 3)
+# the GFLOPs fingerprint (docs/DESIGN.md section 3)
 # --------------------------------------------------------------------------------------
 
 
