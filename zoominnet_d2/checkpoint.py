@@ -1,9 +1,9 @@
 """Checkpoint loading that cannot run code from the checkpoint file unless asked to.
 
 A pickle can name any importable callable and have the unpickler call it (``os.system``
-included). Detectron2 v0.6's ``DetectionCheckpointer`` reads ``.pkl`` files with
-``pickle.load`` and ``.pyth`` files with ``torch.load(f)``; fvcore's ``Checkpointer`` reads
-everything else with ``torch.load(f, map_location="cpu")``, which is only safe because
+included). Detectron2's ``DetectionCheckpointer`` reads ``.pkl`` files with ``pickle.load``
+and ``.pyth`` files with ``torch.load(f)``, and everything else with fvcore's
+``torch.load(f, map_location="cpu")``, which is only safe because
 torch >= 2.6 defaults to ``weights_only=True`` (an environment variable,
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``, turns that off). :class:`SafeDetectionCheckpointer`
 reads ``.pth``/``.pyth`` with ``torch.load(..., weights_only=True)`` (numpy arrays allowed
@@ -12,6 +12,11 @@ and ``OrderedDict`` (all that Detectron2's and Caffe2's model-zoo ``.pkl`` files
 besides dicts, lists, strings and numbers, which need no lookup). Anything else is an
 :class:`UnsafeCheckpointError` naming the file and the callable, unless
 ``allow_unsafe=True`` (``--unsafe-load-checkpoint``).
+
+``MODEL.WEIGHTS x.pth?matching_heuristics=True`` loads ``x.pth`` with Detectron2's
+name-matching heuristics (``align_and_update_state_dicts``); any other query in the path is
+a ``ValueError``. Detectron2 main does this in ``DetectionCheckpointer``; on Detectron2 v0.6,
+which has no query handling, :class:`_PathQueryCheckpointer` provides the same.
 """
 import collections
 import contextlib
@@ -19,6 +24,7 @@ import functools
 import pickle
 import re
 from typing import Any, Dict, Tuple
+from urllib.parse import parse_qs, urlparse
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
@@ -95,23 +101,68 @@ def _numpy_safe_globals():
     return torch.serialization.safe_globals(allowed)
 
 
-def _torch_load(filename: str, weights_only: bool) -> Any:
-    with PathManager.open(filename, "rb") as f:
-        if not weights_only:
-            return torch.load(f, map_location=torch.device("cpu"), weights_only=False)
+def _torch_load(file, filename: str, weights_only: bool) -> Any:
+    """``torch.load`` of an open file onto the CPU; with ``weights_only``, tensors, numpy
+    arrays and plain data only (anything else is an :class:`UnsafeCheckpointError`)."""
+    if not weights_only:
+        return torch.load(file, map_location=torch.device("cpu"), weights_only=False)
+    try:
+        with _numpy_safe_globals():
+            return torch.load(file, map_location=torch.device("cpu"), weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's message is long; the name of the global it refused is the useful part.
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if found is None:  # not a forbidden callable: a damaged file
+            raise pickle.UnpicklingError(f"cannot read checkpoint {filename}: {e}") from e
+        raise _refusal(filename, f"it needs {found.group(1)}, which is not plain data") from None
+
+
+class _PathQueryCheckpointer(DetectionCheckpointer):
+    """Detectron2 main's path-query handling and ``_torch_load`` hook, for Detectron2 v0.6.
+
+    ``load`` strips the query from the path and keeps it for ``_load_file``, which reads
+    ``.pkl`` and ``.pyth`` files with Detectron2's readers (no query applies to them, as on
+    main) and anything else with ``self._torch_load`` (defined by the subclass), then applies
+    the query: ``matching_heuristics=True`` sets the checkpoint's ``matching_heuristics``;
+    anything else is a ``ValueError``.
+    """
+
+    _query_url = None  # the parsed path of the load in progress
+
+    def load(self, path, *args, **kwargs):
+        self._query_url = urlparse(path or "")
         try:
-            with _numpy_safe_globals():
-                return torch.load(f, map_location=torch.device("cpu"), weights_only=True)
-        except pickle.UnpicklingError as e:
-            # torch's message is long; the name of the global it refused is the useful part.
-            found = re.search(r"GLOBAL ([\w.]+)", str(e))
-            if found is None:  # not a forbidden callable: a damaged file
-                raise pickle.UnpicklingError(f"cannot read checkpoint {filename}: {e}") from e
-            raise _refusal(filename, f"it needs {found.group(1)}, which is not plain data") from None
+            return super().load(self._query_url._replace(query="").geturl(), *args, **kwargs)
+        finally:
+            self._query_url = None
+
+    def _load_file(self, filename: str) -> Dict[str, Any]:
+        if filename.endswith((".pkl", ".pyth")):
+            return super()._load_file(filename)
+        loaded = self._torch_load(filename)
+        if "model" not in loaded:
+            loaded = {"model": loaded}
+        queries = parse_qs(self._query_url.query) if self._query_url else {}
+        if queries.pop("matching_heuristics", None) == ["True"]:
+            loaded["matching_heuristics"] = True
+        if queries:
+            raise ValueError(f"Unsupported query remaining: {queries}, original filename: "
+                             f"{self._query_url.geturl()} (only matching_heuristics=True is understood)")
+        return loaded
 
 
-class SafeDetectionCheckpointer(DetectionCheckpointer):
+# Detectron2 main reads torch files through DetectionCheckpointer._torch_load and handles the
+# path query itself; v0.6 needs both from _PathQueryCheckpointer.
+_Base = DetectionCheckpointer if hasattr(DetectionCheckpointer, "_torch_load") else _PathQueryCheckpointer
+
+
+class SafeDetectionCheckpointer(_Base):
     """:class:`DetectionCheckpointer` whose loading never runs code from the file.
+
+    Torch files (``.pth`` and any other suffix) are read by the ``_torch_load`` override;
+    ``.pkl`` and ``.pyth`` files, which Detectron2 reads inline with ``pickle.load`` and
+    ``torch.load`` in ``_load_file``, by the ``_load_file`` override (everything else is
+    left to Detectron2's ``_load_file``, including the path query).
 
     Args:
         allow_unsafe: load as Detectron2 does (full unpickling, which can run code from the
@@ -123,26 +174,25 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.allow_unsafe = allow_unsafe
 
+    def _torch_load(self, f: str) -> Any:
+        with PathManager.open(f, "rb") as file:
+            return _torch_load(file, f, weights_only=not self.allow_unsafe)
+
     def _load_file(self, filename: str) -> Dict[str, Any]:
-        if filename.endswith(".pkl"):
-            if self.allow_unsafe:
-                return super()._load_file(filename)
-            with PathManager.open(filename, "rb") as f:
-                data = safe_pickle_load(f, filename)
-            return self._format_pkl(data, filename)
-        data = _torch_load(filename, weights_only=not self.allow_unsafe)
-        if filename.endswith(".pyth"):
-            # pycls checkpoint, as DetectionCheckpointer reads it
-            if not isinstance(data, dict) or "model_state" not in data:
-                raise ValueError(f"Cannot load .pyth file {filename}; pycls checkpoints must contain 'model_state'.")
-            state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
-            return {"model": state, "__author__": "pycls", "matching_heuristics": True}
-        if not isinstance(data, dict) or "model" not in data:
-            data = {"model": data}
-        return data
+        if self.allow_unsafe or not filename.endswith((".pkl", ".pyth")):
+            return super()._load_file(filename)
+        with PathManager.open(filename, "rb") as f:
+            if filename.endswith(".pkl"):
+                return self._format_pkl(safe_pickle_load(f, filename), filename)
+            data = _torch_load(f, filename, weights_only=True)
+        # pycls checkpoint, as DetectionCheckpointer reads it
+        if not isinstance(data, dict) or "model_state" not in data:
+            raise ValueError(f"Cannot load .pyth file {filename}; pycls checkpoints must contain 'model_state'.")
+        state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
+        return {"model": state, "__author__": "pycls", "matching_heuristics": True}
 
     def _format_pkl(self, data: Any, filename: str) -> Dict[str, Any]:
-        """The post-processing of ``DetectionCheckpointer._load_file`` for ``.pkl`` files."""
+        """What ``DetectionCheckpointer._load_file`` makes of the data of a ``.pkl`` file."""
         if not isinstance(data, dict):
             raise ValueError(f"{filename}: expected a dict of weights, got {type(data).__name__}")
         if "model" in data and "__author__" in data:
