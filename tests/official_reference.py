@@ -10,6 +10,9 @@ import math
 from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
+import pytest
+
+KEYS = ("AP", "AP50", "AP75", "AR1", "AR10", "AR100", "AR500")
 
 
 def matlab_round(value):
@@ -181,3 +184,12 @@ def evaluate(images):
     per_class = np.array([ap[c].mean() if c + 1 in eval_class else float("nan")
                           for c in range(10)])
     return metrics, per_class
+
+
+def assert_equal(metrics, expected, per_class, class_names):
+    """``metrics`` (the implementation's, with ``AP-<name>`` keys) equal the reference's
+    ``(expected, per_class)`` to 1e-9 (floating-point summation order)."""
+    assert [metrics[k] for k in KEYS] == pytest.approx([expected[k] for k in KEYS], abs=1e-9,
+                                                       nan_ok=True)
+    assert [metrics[f"AP-{n}"] for n in class_names] == pytest.approx(
+        per_class.tolist(), abs=1e-9, nan_ok=True)

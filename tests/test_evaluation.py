@@ -447,6 +447,7 @@ def test_build_evaluator(register, tmp_path):
     cfg = get_cfg()  # without VISDRONE_IGNORE_RULE: the rule is on
     evaluator = build_evaluator(cfg, visdrone, str(tmp_path))
     assert isinstance(evaluator, VisDroneEvaluator) and evaluator._ignore_rule is True
+    assert evaluator._write_official_txt is True
     cfg.TEST.VISDRONE_IGNORE_RULE = False
     assert build_evaluator(cfg, visdrone, str(tmp_path))._ignore_rule is False
     evaluator = build_evaluator(cfg, coco, str(tmp_path))

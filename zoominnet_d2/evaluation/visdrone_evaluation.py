@@ -252,12 +252,15 @@ class VisDroneEvaluator(DatasetEvaluator):
 def build_evaluator(cfg, dataset_name: str, output_folder: str) -> DatasetEvaluator:
     """The evaluator of a dataset, for ``train_net.py``.
 
-    ``VisDroneEvaluator`` (ignore rule from ``cfg.TEST.VISDRONE_IGNORE_RULE``, default True)
-    for datasets whose metadata has ``evaluator_type == "visdrone"``, else Detectron2's
+    ``VisDroneEvaluator`` (ignore rule from ``cfg.TEST.VISDRONE_IGNORE_RULE``, default True;
+    official result files written into ``output_folder/visdrone_results/``, for the toolkit,
+    the evaluation server or ``tools/evaluate_visdrone.py``) for datasets whose metadata has
+    ``evaluator_type == "visdrone"``, else Detectron2's
     ``COCOEvaluator`` with the official COCO API (its fast implementation needs compiled
     Detectron2 ops).
     """
     if MetadataCatalog.get(dataset_name).get("evaluator_type") == "visdrone":
         return VisDroneEvaluator(dataset_name, output_folder,
-                                 ignore_rule=bool(cfg.TEST.get("VISDRONE_IGNORE_RULE", True)))
+                                 ignore_rule=bool(cfg.TEST.get("VISDRONE_IGNORE_RULE", True)),
+                                 write_official_txt=bool(output_folder))
     return COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=False)
