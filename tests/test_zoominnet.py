@@ -582,8 +582,8 @@ def test_mapper_rejects_fractional_scale():
 
 
 def test_mapper_keeps_configured_crop(tmp_path):
-    """INPUT.CROP.ENABLED is honoured (as by DatasetMapper), not silently dropped; with the
-    teacher, the crop is then an unsupported transform, named in the error."""
+    """INPUT.CROP.ENABLED is honoured (as by DatasetMapper), not silently dropped, with and
+    without the teacher (tests/test_cross_scale_crops.py checks the regions)."""
     path = tmp_path / "img.png"
     _write_original(path)
     cfg = make_cfg("la", opts=["INPUT.CROP.ENABLED", True, "INPUT.CROP.TYPE", "absolute",
@@ -592,8 +592,8 @@ def test_mapper_keeps_configured_crop(tmp_path):
     assert any(isinstance(a, T.RandomCrop) for a in student_only.augmentations.augs)
     assert student_only(_dataset_dict(path))["image"].shape == (3, 128, 128)
     with_teacher = ZoomInDatasetMapper(cfg, is_train=True, with_teacher=True)
-    with pytest.raises(NotImplementedError, match="CropTransform"):
-        with_teacher(_dataset_dict(path))
+    out = with_teacher(_dataset_dict(path))
+    assert out["image"].shape == (3, 128, 128) and out["teacher_image"].shape == (3, 256, 256)
 
 
 def test_scale_transforms():
@@ -612,9 +612,10 @@ def test_scale_transforms():
     assert out.transforms[0].width == 101
 
 
-def test_scale_transforms_rejects_crop():
-    with pytest.raises(NotImplementedError, match="CropTransform"):
-        scale_transforms(T.TransformList([T.CropTransform(0, 0, 10, 10)]), 2)
+def test_scale_transforms_rejects_unsupported_transforms():
+    rotation = T.RotationTransform(64, 64, 30)
+    with pytest.raises(NotImplementedError, match="RotationTransform"):
+        scale_transforms(T.TransformList([T.ResizeTransform(75, 101, 64, 64), rotation]), 2)
 
 
 # --------------------------------------------------------------------------------------

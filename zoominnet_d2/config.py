@@ -10,6 +10,13 @@ def add_zoominnet_config(cfg: CN) -> CN:
     # authors' configs do (keep_ratio=False; 512 for the student, 1024 for the teacher).
     # 0 keeps Detectron2's ResizeShortestEdge (INPUT.MIN_SIZE_* / MAX_SIZE_*).
     _C.INPUT.SQUARE_SIZE = 0
+    # Instead of a resize to a size, downsample the original image (after INPUT.CROP in
+    # training) by this integer factor; 1 keeps the native pixels. A student with
+    # NATIVE_DOWNSCALE = INPUT_SCALE x its teacher's then trains on the teacher's view of the
+    # same crop downsampled (teacher 1: native 512x512 crops, student 2: the same crops at
+    # 256x256) and is evaluated on whole frames downsampled the same way. 0: off (SQUARE_SIZE
+    # or Detectron2's shortest-edge resize). Excludes SQUARE_SIZE.
+    _C.INPUT.NATIVE_DOWNSCALE = 0
 
     _C.MODEL.ZOOMIN = CN()
     # How the student's maps are brought to the teacher's grid:

@@ -89,15 +89,31 @@ class CrossScaleGeometry:
             return F.adaptive_avg_pool2d(teacher_map, tuple(grid_size))
         return teacher_map
 
-    def check_input_sizes(self, student_size: int, teacher_size: int, where: str) -> None:
-        """The teacher's training input (``teacher_size`` px) must be ``scale`` x the student's.
+    def check_teacher_input(self, cfg, teacher_cfg, where: str) -> None:
+        """The teacher config's training input must be ``scale`` x the student config's: the
+        square or shortest-edge sizes, or with ``INPUT.NATIVE_DOWNSCALE`` the student's factor
+        ``scale`` x the teacher's (both downscale the same crops of the original).
 
         Raises:
-            ValueError: naming ``where`` (the teacher's config file) and both sizes.
+            ValueError: naming ``where`` (the teacher's config file) and both inputs.
         """
-        if teacher_size != self.scale * student_size:
+        s_k, t_k = cfg.INPUT.NATIVE_DOWNSCALE, teacher_cfg.INPUT.NATIVE_DOWNSCALE
+        if s_k or t_k:
+            if not (s_k and t_k and s_k == self.scale * t_k):
+                raise ValueError(
+                    f"MODEL.ZOOMIN.TEACHER.INPUT_SCALE is {self.scale} but the student's "
+                    f"INPUT.NATIVE_DOWNSCALE is {s_k} and the teacher config {where} has {t_k} "
+                    f"(needs {self.scale} x the teacher's, both > 0)"
+                )
+            return
+        student, teacher = _input_size(cfg), _input_size(teacher_cfg)
+        if teacher != self.scale * student:
             raise ValueError(
                 f"MODEL.ZOOMIN.TEACHER.INPUT_SCALE is {self.scale} but the teacher config {where} "
-                f"trains at {teacher_size} px and the student at {student_size} px "
-                f"(scale {teacher_size / student_size:g})"
+                f"trains at {teacher} px and the student at {student} px (scale {teacher / student:g})"
             )
+
+
+def _input_size(cfg) -> int:
+    """The training input size a config describes: SQUARE_SIZE, else the largest short side."""
+    return cfg.INPUT.SQUARE_SIZE if cfg.INPUT.SQUARE_SIZE > 0 else max(cfg.INPUT.MIN_SIZE_TRAIN)

@@ -20,11 +20,6 @@ from detectron2.structures import ImageList
 from torch import Tensor, nn
 
 
-def config_input_size(cfg) -> int:
-    """The training input size a config describes: SQUARE_SIZE, else the largest short side."""
-    return cfg.INPUT.SQUARE_SIZE if cfg.INPUT.SQUARE_SIZE > 0 else max(cfg.INPUT.MIN_SIZE_TRAIN)
-
-
 def load_teacher_config(config_file: str, device: str = "cpu"):
     """The teacher's Detectron2 config (with the ZoomInNet keys) on ``device``, frozen."""
     from ..config import add_zoominnet_config
@@ -82,8 +77,7 @@ def build_teacher(cfg) -> Optional["FrozenTeacher"]:
     if not z.CONFIG_FILE:
         return None
     teacher_cfg = load_teacher_config(z.CONFIG_FILE, cfg.MODEL.DEVICE)
-    CrossScaleGeometry.from_config(cfg).check_input_sizes(
-        config_input_size(cfg), config_input_size(teacher_cfg), z.CONFIG_FILE)
+    CrossScaleGeometry.from_config(cfg).check_teacher_input(cfg, teacher_cfg, z.CONFIG_FILE)
     if not z.WEIGHTS:
         raise ValueError(
             "MODEL.ZOOMIN.TEACHER.WEIGHTS is empty: distillation needs a trained teacher "
