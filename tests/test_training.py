@@ -224,6 +224,64 @@ def test_launch_chooses_gpus_or_cpu_processes(monkeypatch):
     assert ran == [(1, 2)] and len(calls) == 1
 
 
+def test_cpu_processes_started_by_detectron2_where_it_can(monkeypatch):
+    """Without CUDA, 2 processes: Detectron2's own launch where it runs CPU processes (main),
+    the project's Gloo workers where it cannot (v0.6); either way each process gets its share
+    of the cores and an explicit URL."""
+    from detectron2.utils import comm
+
+    launch_mod = importlib.import_module("zoominnet_d2.engine.launch")
+    d2_calls, mp_calls = [], []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(launch_mod, "_d2_launch", lambda *a, **k: d2_calls.append((a, k)))
+    monkeypatch.setattr(launch_mod.mp, "start_processes", lambda fn, **k: mp_calls.append((fn, k)))
+    launch_mod.launch(len, 2, dist_url="auto", args=("abc",))
+    assert launch_mod.D2_LAUNCHES_CPU_PROCESSES == hasattr(comm, "create_local_process_group")
+    if launch_mod.D2_LAUNCHES_CPU_PROCESSES:
+        assert not mp_calls and len(d2_calls) == 1
+        (worker_main, nprocs), kwargs = d2_calls[0]
+        url = kwargs["dist_url"]
+    else:
+        assert not d2_calls and len(mp_calls) == 1
+        fn, kwargs = mp_calls[0]
+        assert fn is launch_mod._cpu_worker and kwargs["nprocs"] == 2
+        worker_main, _, nprocs, _, url, _, _ = kwargs["args"]
+    assert nprocs == 2 and url.startswith("tcp://127.0.0.1:")
+    assert worker_main.func is launch_mod._with_core_share and worker_main.args == (len, 2)
+
+    threads = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    try:
+        assert worker_main("abc") == 3
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_cpu_ddp_only_for_multi_process_cpu_runs(monkeypatch):
+    """``DefaultTrainer.__init__`` gets the CPU-capable ``create_ddp_model`` only in a
+    multi-process CPU run, and only while the trainer is built."""
+    from detectron2.config import get_cfg
+    from detectron2.engine import defaults
+    from detectron2.utils import comm
+
+    from zoominnet_d2.engine import create_ddp_model
+    from zoominnet_d2.engine.ddp import cpu_capable_ddp
+
+    original = defaults.create_ddp_model
+    cfg = get_cfg()
+    for world, device, patched in ((1, "cpu", False), (2, "cuda", False), (2, "cpu", True)):
+        monkeypatch.setattr(comm, "get_world_size", lambda: world)
+        cfg.MODEL.DEVICE = device
+        with cpu_capable_ddp(cfg):
+            assert (defaults.create_ddp_model is create_ddp_model) == patched, (world, device)
+        assert defaults.create_ddp_model is original
+    with pytest.raises(RuntimeError), cpu_capable_ddp(cfg):
+        raise RuntimeError("construction failed")
+    assert defaults.create_ddp_model is original
+
+
 # ---------------------------------------------------------------- non-finite losses and weights
 
 
@@ -361,6 +419,28 @@ def test_resume_after_kill_restores_teacher_optimizer_scheduler(data_root, teach
     final = torch.load(out / "model_final.pth", weights_only=True)
     assert final["iteration"] == 5
     assert (out / "last_checkpoint").read_text() == "model_final.pth"
+
+
+def test_resume_without_optimizer_state_warns_and_starts_it_afresh(data_root, tmp_path):
+    """A checkpoint without the optimizer state (as Detectron2 v0.6's DefaultTrainer writes
+    them) resumes at its iteration with a warning and a fresh optimizer, on Detectron2 main
+    too (whose DefaultTrainer.load_state_dict would raise ``KeyError: '_trainer'``)."""
+    out = tmp_path / "run"
+    build_trainer(parse(SNET, out, "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "2")).train()
+    ckpt = torch.load(out / "model_final.pth", weights_only=True)
+    assert ckpt["trainer"]["_trainer"]["optimizer"]["state"]
+    del ckpt["trainer"]["_trainer"]
+    torch.save(ckpt, out / "model_final.pth")
+
+    args = parse(SNET, out, "SOLVER.MAX_ITER", "4", flags=["--resume"])
+    trainer = build_trainer(args)
+    trainer.resume_or_load(resume=True)
+    assert trainer.start_iter == 2
+    assert trainer.optimizer.state_dict()["state"] == {}
+    assert trainer.scheduler.last_epoch == ckpt["trainer"]["hooks"]["LRScheduler"]["last_epoch"]
+    assert "The checkpoint has no optimizer state" in (out / "log.txt").read_text()
+    trainer.train()
+    assert torch.load(out / "model_final.pth", weights_only=True)["iteration"] == 3
 
 
 # ---------------------------------------------------------------- safe checkpoint loading

@@ -1,12 +1,12 @@
 """Multi-process training that also works without CUDA.
 
-Detectron2 v0.6's ``detectron2.engine.launch`` is GPU only: every worker asserts
-``torch.cuda.is_available()``, joins an NCCL process group and calls ``torch.cuda.set_device``;
-and ``create_ddp_model`` passes ``device_ids=[local rank]``, which
-``DistributedDataParallel`` rejects for a module on the CPU. :func:`launch` keeps
-Detectron2's launcher (NCCL) when there are enough GPUs and otherwise runs the same number of
-CPU processes over Gloo; :func:`create_ddp_model` picks ``device_ids`` from the model's device.
+:func:`launch` keeps Detectron2's launcher (NCCL) when there are enough GPUs and otherwise
+runs the same number of CPU processes over Gloo. Detectron2 main's ``launch`` does that
+itself; Detectron2 v0.6's is GPU only (every worker asserts ``torch.cuda.is_available()``,
+joins an NCCL group and calls ``torch.cuda.set_device``), so there the CPU processes are
+started by :func:`_cpu_worker`.
 """
+import functools
 import logging
 import os
 from datetime import timedelta
@@ -14,15 +14,18 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from detectron2.engine import create_ddp_model as _d2_create_ddp_model
 from detectron2.engine import launch as _d2_launch
 from detectron2.utils import comm
 
-__all__ = ["DEFAULT_TIMEOUT", "create_ddp_model", "launch"]
+__all__ = ["DEFAULT_TIMEOUT", "launch"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
+
+# Detectron2's launch runs CPU processes over Gloo since its PR #4720, which came just before
+# PR #4742 added comm.create_local_process_group (Detectron2 main has both, v0.6 neither).
+D2_LAUNCHES_CPU_PROCESSES = hasattr(comm, "create_local_process_group")
 
 
 def _find_free_port() -> int:
@@ -41,10 +44,10 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
 
     Same arguments as :func:`detectron2.engine.launch`. With CUDA and at least
     ``num_gpus_per_machine`` devices this *is* Detectron2's launch (one process per GPU,
-    NCCL). Without CUDA, the processes run on the CPU and communicate over Gloo; the number
-    of processes is still given by ``num_gpus_per_machine`` (``--num-gpus``), so the same
-    command line works on both kinds of machine. One process in total: ``main_func`` runs
-    in this process.
+    NCCL). Without CUDA, the processes run on the CPU and communicate over Gloo, each with
+    its share of the cores; the number of processes is still given by
+    ``num_gpus_per_machine`` (``--num-gpus``), so the same command line works on both kinds
+    of machine. One process in total: ``main_func`` runs in this process.
 
     Raises:
         ValueError: CUDA is available but has fewer devices than asked for (training on
@@ -69,22 +72,32 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
         if num_machines != 1:
             raise ValueError("a multi-machine job needs an explicit --dist-url (tcp://host:port)")
         dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
+    worker_main = functools.partial(_with_core_share, main_func, num_gpus_per_machine)
+    if D2_LAUNCHES_CPU_PROCESSES:
+        return _d2_launch(worker_main, num_gpus_per_machine, num_machines=num_machines,
+                          machine_rank=machine_rank, dist_url=dist_url, args=args, timeout=timeout)
     mp.start_processes(
         _cpu_worker,
         nprocs=num_gpus_per_machine,
-        args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout),
+        args=(worker_main, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout),
         daemon=False,
         start_method="spawn",
     )
 
 
+def _with_core_share(main_func, num_procs_per_machine, *args):
+    """``main_func(*args)`` in a CPU process that takes its share of the machine's cores
+    (unless ``OMP_NUM_THREADS`` says otherwise) instead of each process taking all of them."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // num_procs_per_machine))
+    return main_func(*args)
+
+
 def _cpu_worker(local_rank, main_func, world_size, num_procs_per_machine, machine_rank, dist_url,
                 args, timeout=DEFAULT_TIMEOUT):
-    """One CPU training process: Gloo process group, Detectron2's local group, then main."""
+    """One CPU training process for Detectron2 v0.6: Gloo process group, the local group,
+    then main (as Detectron2 main's ``_distributed_worker`` does without CUDA)."""
     global_rank = machine_rank * num_procs_per_machine + local_rank
-    if "OMP_NUM_THREADS" not in os.environ:
-        # Share the cores between the processes instead of each taking all of them.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // num_procs_per_machine))
     try:
         dist.init_process_group(backend="gloo", init_method=dist_url, world_size=world_size,
                                 rank=global_rank, timeout=timeout)
@@ -101,30 +114,13 @@ def _cpu_worker(local_rank, main_func, world_size, num_procs_per_machine, machin
 def _create_local_process_group(num_procs_per_machine: int, machine_rank: int, world_size: int) -> None:
     """The group of the processes on this machine, used by ``comm.get_local_rank()``.
 
-    Newer Detectron2 versions have ``comm.create_local_process_group``; v0.6 sets
-    ``comm._LOCAL_PROCESS_GROUP`` in its worker, which this replicates (every process must
-    call ``new_group`` for every machine's group, in the same order).
+    Detectron2 v0.6 has no public way to set it (main has ``comm.create_local_process_group``):
+    its own worker assigns ``comm._LOCAL_PROCESS_GROUP``, which this does the same way
+    (every process must call ``new_group`` for every machine's group, in the same order).
     """
-    if hasattr(comm, "create_local_process_group"):
-        comm.create_local_process_group(num_procs_per_machine)
-        return
     assert comm._LOCAL_PROCESS_GROUP is None
     for i in range(world_size // num_procs_per_machine):
         ranks_on_i = list(range(i * num_procs_per_machine, (i + 1) * num_procs_per_machine))
         group = dist.new_group(ranks_on_i)
         if i == machine_rank:
             comm._LOCAL_PROCESS_GROUP = group
-
-
-def create_ddp_model(model, *, fp16_compression=False, **kwargs):
-    """:func:`detectron2.engine.create_ddp_model` for GPU or CPU models.
-
-    Detectron2 passes ``device_ids=[local rank]``, which is right for a model on a GPU but an
-    error for a model on the CPU (``DistributedDataParallel`` needs ``device_ids=None`` there).
-    ``find_unused_parameters`` stays False: every trainable parameter of the model must get
-    a gradient in each step (the ZoomInNet teacher is not a submodule, so DDP never sees it).
-    """
-    if comm.get_world_size() > 1 and "device_ids" not in kwargs:
-        device = next(model.parameters()).device
-        kwargs["device_ids"] = [comm.get_local_rank()] if device.type == "cuda" else None
-    return _d2_create_ddp_model(model, fp16_compression=fp16_compression, **kwargs)

@@ -4,6 +4,7 @@ the new run has started."""
 import argparse
 import logging
 import os
+import sys
 
 import torch
 import yaml
@@ -24,13 +25,25 @@ class ConfigError(ValueError):
     """The config file or the command-line options are wrong (message names what)."""
 
 
+EPILOG = """
+--num-gpus N is the number of training processes *per machine*: one per GPU, or, without
+CUDA, N CPU processes communicating over Gloo. --resume continues from OUTPUT_DIR's
+last_checkpoint; MODEL.WEIGHTS x.pth?matching_heuristics=True loads x.pth by matching
+parameter names heuristically.
+
+Examples:
+    $ {prog} --config-file configs/cskd_la.yaml MODEL.ZOOMIN.TEACHER.WEIGHTS tnet.pth
+    $ {prog} --config-file configs/cskd_la.yaml --eval-only MODEL.WEIGHTS student.pth
+    $ {prog} --config-file configs/synth/snet.yaml --num-gpus 2 --dist-url auto
+    (machine 0)$ {prog} --machine-rank 0 --num-machines 2 --dist-url tcp://HOST:PORT [...]
+    (machine 1)$ {prog} --machine-rank 1 --num-machines 2 --dist-url tcp://HOST:PORT [...]
+"""
+
+
 def argument_parser():
-    """Detectron2's argument parser plus ``--unsafe-load-checkpoint`` and ``--log-period``."""
-    parser = default_argument_parser()
-    for action in parser._actions:
-        if "--num-gpus" in action.option_strings:
-            action.help = ("number of training processes *per machine*: one per GPU, or, "
-                           "without CUDA, CPU processes communicating over Gloo")
+    """Detectron2's argument parser plus ``--unsafe-load-checkpoint`` and ``--log-period``;
+    its epilog says what ``--num-gpus`` means without CUDA."""
+    parser = default_argument_parser(epilog=EPILOG.format(prog=os.path.basename(sys.argv[0])))
     parser.add_argument(
         UNSAFE_FLAG, action="store_true",
         help="load checkpoints with full unpickling (Python's pickle.load for .pkl, "
