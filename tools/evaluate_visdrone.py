@@ -113,7 +113,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     print(official_report(metrics, VISDRONE_CLASSES))
     counts = report["counts"]
     print(f"{counts['images']} images, {counts['gt']} annotated objects of classes 1-10 "
-          f"({counts['gt_score_0']} with score 0, matched as 'ignore'), "
+          f"outside ignored regions ({counts['gt_score_0']} with score 0, matched as 'ignore'), "
           f"{counts['detections']} detections; dropped in ignored regions: "
           f"{counts['gt_in_ignored_regions']} annotations, "
           f"{counts['detections_in_ignored_regions']} detections; beyond the first 500 lines: "

@@ -111,6 +111,7 @@ def _prepare(images: Sequence[Tuple[np.ndarray, np.ndarray, int, int]], counts: 
     of ground-truth boxes.
     """
     classes = np.arange(1, NUM_CLASSES + 1)
+    min_overlap = iou_thresholds()[0]
     dets, pairs, n_gt, n_images = [], [], np.zeros(NUM_CLASSES), np.zeros(NUM_CLASSES, int)
     other_categories = Counter()
     offset_dt = offset_gt = 0
@@ -138,7 +139,7 @@ def _prepare(images: Sequence[Tuple[np.ndarray, np.ndarray, int, int]], counts: 
         n_gt += np.bincount(cls, minlength=NUM_CLASSES)
         n_images[np.unique(cls)] += 1
         pair_dt, pair_gt, overlap, max_ignore = image_pairs(
-            det[:, :4], det[:, 5], objects[:, :4], objects[:, 5], ignore, iou_thresholds()[0])
+            det[:, :4], det[:, 5], objects[:, :4], objects[:, 5], ignore, min_overlap)
         pairs.append((pair_dt + offset_dt, pair_gt + offset_gt, overlap))
         dets.append(np.column_stack([np.full(len(det), index), det[:, 5] - 1, position,
                                      det[:, 4], max_ignore]))
@@ -164,7 +165,11 @@ def evaluate_official(images: Sequence[Tuple[np.ndarray, np.ndarray, int, int]],
     Returns:
         ``(metrics, counts)``: the metrics (``METRIC_KEYS``, then ``AP-<name>`` per class:
         the mean over the thresholds of the class's AP; NaN where no image has the class,
-        and all NaN without any ground truth), and counts of images and boxes.
+        and all NaN without any ground truth), and counts: ``images``; ``gt``, the
+        annotation lines of classes 1..10 left by the ignored regions, ``gt_score_0`` of
+        them "ignore"; ``gt_in_ignored_regions`` (any category but 0); ``detections`` (all
+        lines), ``detections_in_ignored_regions``, ``detections_beyond_cap`` (kept lines
+        after the 500th); ``detection_categories_outside_1_10`` (``{category: lines}``).
     """
     counts = dict.fromkeys(("gt", "gt_score_0", "gt_in_ignored_regions", "detections",
                             "detections_in_ignored_regions", "detections_beyond_cap"), 0)
@@ -192,7 +197,7 @@ def evaluate_official(images: Sequence[Tuple[np.ndarray, np.ndarray, int, int]],
     recall = np.stack([np.bincount(group_of_entry, weights=tp[:, j],
                                    minlength=len(CAPS) * NUM_CLASSES)
                        for j in range(len(thresholds))], axis=1)
-    recall = recall.reshape(len(CAPS), NUM_CLASSES, -1) * 100 / np.maximum(1, n_gt)[:, None]
+    recall = recall.reshape(len(CAPS), NUM_CLASSES, -1) / np.maximum(1, n_gt)[:, None] * 100
 
     ap = np.zeros((NUM_CLASSES, len(thresholds)))
     last = cap == len(CAPS) - 1
