@@ -6,6 +6,8 @@ MATLAB code; every case is also checked against ``official_reference`` (plain lo
 from the MATLAB code). Real frames and the command: tests/test_evaluate_visdrone.py.
 """
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,3 +198,15 @@ def test_equals_the_reference_on_random_lines(seed):
     assert counts["detections_beyond_cap"] > 0 and counts["gt_in_ignored_regions"] > 0
     assert metrics["AR100"] < metrics["AR500"]
     assert_equal_to_reference(metrics, *reference.evaluate(images))
+
+
+def test_benchmark_module_measures_and_renders():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import benchmark_official_eval
+
+    result = benchmark_official_eval.measure(repeats=1, num_images=3)
+    assert result["images"] == 3 and result["seconds_in_memory"] > 0
+    assert 0 < result["AP"] < 100
+    lines = benchmark_official_eval.render(result)
+    assert lines[0].startswith("### Official VisDrone-DET metrics")
+    assert any(line.startswith("| `evaluate_official`") for line in lines)
