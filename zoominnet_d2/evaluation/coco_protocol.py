@@ -17,8 +17,9 @@ or integrates precision by hand.
   still COCO-API numbers, not the toolkit's: the toolkit reports AP, AP50, AP75 and
   AR@1/10/100/500 only (no S/M/L split), caps the detections of an image over all classes
   rather than per class, and integrates precision VOC-style rather than at 101 recall
-  points. The toolkit's own numbers are computed by :mod:`.official_protocol`. A model only gives more than 100 detections
-  per image if its config allows it (Detectron2's ``TEST.DETECTIONS_PER_IMAGE`` is 100).
+  points. The toolkit's own numbers are computed by :mod:`.official_protocol`. A model only
+  gives more than 100 detections per image if its config allows it (Detectron2's
+  ``TEST.DETECTIONS_PER_IMAGE`` is 100).
 * **Ignore rule** (``ignore_rule=True``, the default, as in the toolkit) -- ground-truth
   boxes and detections with >= 50% of their own area inside the ignored regions of their
   image are removed before matching (see :mod:`.ignore_regions`). With ``ignore_rule=False``

@@ -13,12 +13,13 @@ the detections of one image and class, highest score first, to its ground truth:
   ignore box overlaps it by >= the threshold (lines 81-83 stop at the first), else it is a
   false positive. Ignore boxes are never used up.
 
-pycocotools' ``COCOeval.evaluateImg`` matches the same way for one set of detections (its
-bbox overlap is ``compOas.m``'s, crowd boxes play the ignore boxes), but it is a Python loop
-over thresholds x detections x boxes and would run once per detection cap: about 70 s for 548 images x 500 detections on a 2-core
-machine, against the 10 s budget of a VisDrone-val evaluation. Hence the code here. The greedy choice depends on the
-detections before it, so :func:`greedy_match` walks the score ranks in order (at most the
-per-image cap, 500) and handles, at each rank, the detection of that rank of every image,
+pycocotools' ``COCOeval.evaluateImg`` could match one set of detections the same way (its
+bbox overlap is ``compOas.m``'s, crowd boxes would play the ignore boxes), but it is a
+Python loop over thresholds x detections x boxes and would run once per detection cap:
+about 70 s for 548 images x 500 detections on a 2-core machine, against the 10 s budget of
+a VisDrone-val evaluation. Hence the code here. The greedy choice depends on the detections
+before it, so :func:`greedy_match` walks the score ranks in order (at most the per-image
+cap, 500) and handles, at each rank, the detection of that rank of every image,
 class, detection cap and IoU threshold at once.
 """
 from typing import Tuple

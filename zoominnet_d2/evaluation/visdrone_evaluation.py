@@ -9,7 +9,7 @@ import math
 import os
 import time
 from collections import OrderedDict
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -52,7 +52,7 @@ def _ground_truth_lines(record: Mapping, annotation_root: Optional[str]) -> np.n
 
 
 def official_inputs(dataset_dicts: Sequence[Mapping], predictions: Sequence[Mapping],
-                    annotation_root: Optional[str] = None) -> Tuple[List[tuple], List[str]]:
+                    annotation_root: Optional[str] = None) -> List[tuple]:
     """The per-image input of :func:`evaluate_official` for a dataset and its predictions.
 
     Images are ordered as the toolkit lists them (by annotation file name,
@@ -61,7 +61,8 @@ def official_inputs(dataset_dicts: Sequence[Mapping], predictions: Sequence[Mapp
     without a prediction has no detections.
 
     Returns:
-        ``([(gt, det, height, width), ...], image ids in that order)``.
+        ``[(gt, det, height, width), ...]``: ``(G, 6)`` annotation and ``(D, 6)`` result
+        lines per image.
     """
     by_image = {}
     for prediction in predictions:
@@ -70,10 +71,9 @@ def official_inputs(dataset_dicts: Sequence[Mapping], predictions: Sequence[Mapp
         by_image[prediction["image_id"]] = result_lines(
             prediction["boxes"], prediction["scores"], prediction["classes"])
     records = sorted(dataset_dicts, key=lambda r: f"{r['image_id']}.txt")
-    inputs = [(_ground_truth_lines(r, annotation_root),
-               by_image.get(r["image_id"], np.zeros((0, 6))), r["height"], r["width"])
-              for r in records]
-    return inputs, [r["image_id"] for r in records]
+    return [(_ground_truth_lines(r, annotation_root),
+             by_image.get(r["image_id"], np.zeros((0, 6))), r["height"], r["width"])
+            for r in records]
 
 
 class VisDroneEvaluator(DatasetEvaluator):
@@ -174,7 +174,7 @@ class VisDroneEvaluator(DatasetEvaluator):
 
         start = time.perf_counter()
         annotation_root = MetadataCatalog.get(self._dataset_name).get("annotation_root")
-        inputs, _ = official_inputs(dataset, predictions, annotation_root)
+        inputs = official_inputs(dataset, predictions, annotation_root)
         official, official_counts = evaluate_official(inputs, self._class_names)
         self._logger.info(
             f"{OFFICIAL_PROTOCOL} ({time.perf_counter() - start:.1f} s, ground truth from "
