@@ -1,0 +1,218 @@
+"""Stages of a Table 3-like experiment, shared by ``tools/demo.py`` and ``tools/real_benchmark.py``:
+train and evaluate each model with ``train_net.py`` (reusing finished stages), time them, and
+write ``results.md`` / ``results.json``.
+
+A stage is one model: a config, a label and a relative cost per iteration (for the ETA). Its
+folder holds ``model_final.pth`` and ``inference/<dataset>/visdrone_metrics.json``; a stage
+with both is finished and reused unless forced.
+"""
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from typing import Dict, List, NamedTuple, Optional, Sequence
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Stage(NamedTuple):
+    name: str
+    config: str
+    label: str
+    # Relative cost of one iteration (SNet = 1), measured on the 2-core CPU; for the ETA only.
+    cost: float
+
+
+# Table columns: (results.json key, header, visdrone_metrics.json section, key there).
+COLUMNS = [("mAP", "mAP", "bbox", "AP"), ("AP_S", "AP_S", "bbox", "APs"), ("AP_M", "AP_M", "bbox", "APm"),
+           ("AP_L", "AP_L", "bbox", "APl"), ("AR_S", "AR_S", "bbox", "ARs"), ("AP50", "AP50", "bbox", "AP50"),
+           ("VisDrone_AP", "AP (official)", "visdrone", "AP")]
+PROTOCOL_NOTE = ("mAP ... AP50: COCO API at maxDets=100 after the VisDrone ignore rule (the paper's protocol); "
+                 "AP (official): the official VisDrone-DET toolkit protocol (maxDets=500, class-weighted).")
+ETA_LINE = re.compile(r"eta: (\S+)\s+iter: (\d+)\s+total_loss: (\S+)")
+
+
+def log(tag: str, msg: str) -> None:
+    print(f"[{tag} {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def metrics_file(out_dir: str, dataset: str) -> str:
+    return os.path.join(out_dir, "inference", dataset, "visdrone_metrics.json")
+
+
+def stage_done(out_dir: str, dataset: str) -> bool:
+    return os.path.isfile(os.path.join(out_dir, "model_final.pth")) and os.path.isfile(metrics_file(out_dir, dataset))
+
+
+def run_train_net(args: List[str], env: Dict[str, str], tag: str, name: str, log_path: str) -> None:
+    """``train_net.py args`` in a subprocess, relaying its progress lines; exits on failure."""
+    cmd = [sys.executable, os.path.join(REPO, "train_net.py")] + args
+    with subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:
+        tail: List[str] = []
+        for line in proc.stdout:
+            tail = (tail + [line])[-40:]
+            match = ETA_LINE.search(line)
+            if match:
+                eta, it, loss = match.groups()
+                log(tag, f"{name}: iter {int(it) + 1}, total_loss {loss}, stage ETA {eta}")
+            elif "Evaluation results" in line or "Start inference" in line:
+                log(tag, f"{name}: evaluating")
+    if proc.returncode != 0:
+        sys.stdout.write("".join(tail))
+        raise SystemExit(f"stage {name} failed (exit {proc.returncode}); log: {log_path}")
+
+
+def train_env(dataset_root: str) -> Dict[str, str]:
+    # One intra-op thread: with the data-loader worker on the other core, two OpenMP threads
+    # contend for 2 cores and a training step gets ~8x slower (measured, tools/benchmark.py).
+    return dict(os.environ, DETECTRON2_DATASETS=dataset_root, OMP_NUM_THREADS="1")
+
+
+def run_stages(stages: Sequence[Stage], out: str, seed: int, force: bool, dataset_root: str, dataset: str,
+               tag: str, teacher_dir: Optional[str] = None, opts: Sequence[str] = ()) -> None:
+    """Train and evaluate each stage in ``out/<name>`` (finished ones reused), with an ETA.
+
+    CSKD stages ("cskd" in the name) distil from ``teacher_dir/model_final.pth``
+    (default ``out/tnet``); ``opts`` are extra config options for every stage."""
+    os.makedirs(out, exist_ok=True)
+    teacher = os.path.join(teacher_dir or os.path.join(out, "tnet"), "model_final.pth")
+    done_cost, start = 0.0, time.time()
+    todo = [s for s in stages if force or not stage_done(os.path.join(out, s.name), dataset)]
+    total_cost = sum(s.cost for s in todo)
+    for stage in stages:
+        out_dir = os.path.join(out, stage.name)
+        if stage not in todo:
+            log(tag, f"{stage.name}: reusing {out_dir} (finished earlier; --force to redo)")
+            continue
+        if done_cost:
+            left = (time.time() - start) / done_cost * (total_cost - done_cost)
+            hint = f"about {left / 60:.0f} min left for all training stages"
+        else:
+            hint = "ETA after the first stage"
+        log(tag, f"{stage.name}: training {stage.label} ({stage.config}); {hint}")
+        args = ["--config-file", stage.config, "OUTPUT_DIR", out_dir, "SEED", str(seed)] + list(opts)
+        if "cskd" in stage.name:
+            args += ["MODEL.ZOOMIN.TEACHER.WEIGHTS", teacher]
+        began = time.time()
+        run_train_net(args, train_env(dataset_root), tag, stage.name, os.path.join(out_dir, "log.txt"))
+        log(tag, f"{stage.name}: done in {time.time() - began:.0f} s")
+        done_cost += stage.cost
+
+
+def trained_config(stage: Stage, train_dir: str):
+    """The config a stage was trained with (``train_dir/config.yaml``, written by train_net.py),
+    else its config file."""
+    from count_flops import load_config
+
+    saved = os.path.join(train_dir, "config.yaml")
+    return load_config(saved if os.path.isfile(saved) else os.path.join(REPO, stage.config))
+
+
+def collect_row(stage: Stage, out_dir: str, dataset: str, train_dir: Optional[str] = None) -> Dict:
+    """The table row of a finished stage (evaluated in ``out_dir``, trained in ``train_dir``,
+    default the same): input, GFLOPs (fvcore, at the square training input) and the metrics."""
+    from count_flops import count_gflops
+
+    with open(metrics_file(out_dir, dataset)) as f:
+        metrics = json.load(f)
+    cfg = trained_config(stage, train_dir or out_dir)
+    size = input_size(cfg)
+    row = {"model": stage.label, "stage": stage.name, "input": size, "GFLOPs": round(count_gflops(cfg, size), 3)}
+    for key, _, section, src in COLUMNS:
+        value = (metrics.get(section) or {}).get(src)
+        row[key] = None if value is None else round(value / 100, 4)
+    return row
+
+
+def input_size(cfg) -> int:
+    """The square side a config trains at: SQUARE_SIZE, the crop side over NATIVE_DOWNSCALE, or
+    the largest MIN_SIZE_TRAIN."""
+    if cfg.INPUT.SQUARE_SIZE > 0:
+        return cfg.INPUT.SQUARE_SIZE
+    if cfg.INPUT.NATIVE_DOWNSCALE > 0 and cfg.INPUT.CROP.ENABLED and cfg.INPUT.CROP.TYPE == "absolute":
+        return max(cfg.INPUT.CROP.SIZE) // cfg.INPUT.NATIVE_DOWNSCALE
+    return max(cfg.INPUT.MIN_SIZE_TRAIN)
+
+
+def cpu_ms_per_image(stages: Sequence[Stage], folders: Dict[str, str], dataset: str, num_images: int = 20,
+                     warmup: int = 3) -> Dict[str, float]:
+    """Median CPU inference time per image (batch 1, one thread) of each stage's model (its
+    ``folders[name]/model_final.pth``) on the first ``num_images`` images of ``dataset``, after
+    ``warmup`` runs on the first one, in ms.
+
+    The models are timed round-robin on the same images (image i on every model, then image
+    i + 1), so that a load change on a shared machine hits them alike.
+    """
+    import torch
+    from detectron2.data import DatasetCatalog
+    from detectron2.modeling import build_model
+
+    from zoominnet_d2.checkpoint import SafeDetectionCheckpointer
+    from zoominnet_d2.data.cross_scale_mapper import ZoomInDatasetMapper
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    models, inputs, times = {}, {}, {s.name: [] for s in stages}
+    dicts = DatasetCatalog.get(dataset)[:num_images]
+    for stage in stages:
+        cfg = trained_config(stage, folders[stage.name])
+        models[stage.name] = build_model(cfg).eval()
+        SafeDetectionCheckpointer(models[stage.name]).load(os.path.join(folders[stage.name], "model_final.pth"))
+        mapper = ZoomInDatasetMapper(cfg, is_train=False)
+        inputs[stage.name] = [mapper(d) for d in dicts]
+    with torch.no_grad():
+        for name, model in models.items():  # warm-up on the first image
+            for _ in range(warmup):
+                model([inputs[name][0]])
+        for i in range(len(dicts)):
+            for name, model in models.items():
+                began = time.perf_counter()
+                model([inputs[name][i]])
+                times[name].append((time.perf_counter() - began) * 1000)
+    torch.set_num_threads(threads)
+    return {name: round(statistics.median(t), 1) for name, t in times.items()}
+
+
+def merge_seeds(per_seed: List[List[Dict]]) -> List[Dict]:
+    """One row per model; with several seeds each metric becomes the list over the seeds."""
+    if len(per_seed) == 1:
+        return per_seed[0]
+    keys = [c[0] for c in COLUMNS] + ["cpu_ms"]
+    return [dict(rows[0], **{k: [r.get(k) for r in rows] for k in keys}) for rows in zip(*per_seed)]
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, {platform.platform()}"
+
+
+def write_results(rows: List[Dict], out: str, name: str, title: str, notes: Sequence[str], extra: Dict) -> None:
+    """``out/<name>.json`` (rows, date, machine and ``extra``) and ``out/<name>.md`` (the table)."""
+    with open(os.path.join(out, f"{name}.json"), "w") as f:
+        json.dump(dict({"date": str(date.today()), "machine": machine()}, **extra, rows=rows), f, indent=2)
+    header = "| model | input | GFLOPs | " + " | ".join(h for _, h, _, _ in COLUMNS) + " | CPU ms/img |"
+    lines = [f"# {title} ({date.today()})", "", f"Machine: {machine()}.", *notes, PROTOCOL_NOTE, "",
+             header, "|" + "---|" * (header.count("|") - 1)]
+    for row in rows:
+        cells = [row["model"], str(row["input"]), f"{row['GFLOPs']:.3f}"]
+        cells += [fmt(row, key) for key, _, _, _ in COLUMNS] + [fmt(row, "cpu_ms", 1)]
+        lines.append("| " + " | ".join(cells) + " |")
+    with open(os.path.join(out, f"{name}.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def fmt(row: Dict, key: str, digits: int = 3) -> str:
+    """A value, or mean ± std over seeds when the row holds a list."""
+    value = row.get(key)
+    if isinstance(value, list):
+        vals = [v for v in value if v is not None]
+        if not vals:
+            return "n/a"
+        spread = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        return f"{statistics.mean(vals):.{digits}f} ± {spread:.{digits}f}"
+    return "n/a" if value is None else f"{value:.{digits}f}"
