@@ -11,16 +11,8 @@ it is also importable from here.
 from .inputs import load_image_dict, visualization_mapper
 from .introspection import collect_distillation_maps, unwrap_model
 from .panels import DEFAULT_TILE_SIZE, PANEL_KINDS, draw_feature_panels
-from .rendering import (
-    DEFAULT_MAX_SIZE,
-    MASK_COLOR,
-    display_size,
-    draw_ground_truth,
-    feature_heatmap,
-    mask_to_image,
-    overlay_heatmap,
-    overlay_mask,
-)
+from .rendering import DEFAULT_MAX_SIZE, MASK_COLOR, display_size, draw_ground_truth, feature_heatmap
+from .rendering import mask_to_image, overlay_heatmap, overlay_mask
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
