@@ -34,8 +34,10 @@ $(STAMP): setup.py tools/install_detectron2.py
 demo: setup
 	$(VPY) tools/demo.py $(DEMO_ARGS)
 
-# The suite on the default install, then on a build of Detectron2 main where its source is.
-test: test-default test-detectron2-main
+# The suite on the default install and, where its source is, on a build of Detectron2 main:
+# side by side (each run mostly keeps one core busy), each run's output printed when it ends.
+test: setup
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-default test-detectron2-main
 
 test-default: setup
 	@$(VPY) -c "$(WHICH_D2)"

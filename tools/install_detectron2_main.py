@@ -8,7 +8,7 @@ Detectron2's own ``setup.py``, compiled ops included, made once into a wheel:
 1. the wheel is looked up in ``--cache`` under a key made of the tarball's sha256, the torch
    version and the Python version (the compiled ops depend on all three); if it is missing,
    ``pip wheel --no-deps --no-build-isolation`` builds it from the unpacked tarball with the
-   venv's torch (about 80 s on 2 cores);
+   venv's torch and ``ninja`` (about 80 s on 2 cores);
 2. the wheel is installed with ``pip install --no-deps --target`` into ``--target`` unless
    ``--target`` already holds the build of that key. Its dependencies are those of the
    default install, already in the venv.
@@ -51,6 +51,17 @@ def build_key(tarball: str) -> str:
     return f"{digest[:16]}-torch{torch.__version__}-{python}"
 
 
+def _build_env() -> dict:
+    """The environment of the build, with ``ninja`` on ``PATH``: torch compiles the ops in
+    parallel with it and one file at a time without it. Without a ``ninja`` on the machine,
+    the PyPI package ``ninja`` is installed into the venv."""
+    venv_bin = os.path.dirname(sys.executable)
+    path = venv_bin + os.pathsep + os.environ.get("PATH", "")
+    if shutil.which("ninja", path=path) is None:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "ninja"], check=True)
+    return dict(os.environ, PATH=path)
+
+
 def cached_wheel(tarball: str, cache_dir: str, key: str) -> str:
     """The wheel of ``key`` in the cache, built from ``tarball`` first if missing."""
     folder = os.path.join(cache_dir, f"detectron2-main-{key}")
@@ -65,7 +76,7 @@ def cached_wheel(tarball: str, cache_dir: str, key: str) -> str:
         (root,) = [os.path.join(tmp, d) for d in os.listdir(tmp)]
         out = os.path.join(tmp, "wheel")
         subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                        "-w", out, root], check=True)
+                        "-w", out, root], check=True, env=_build_env())
         if not os.path.isdir(folder):  # (another build of the key may have finished first)
             os.replace(out, folder)  # complete wheels only: a stopped build leaves nothing behind
     return glob.glob(os.path.join(folder, "detectron2-*.whl"))[0]
