@@ -94,8 +94,6 @@ def main(argv=None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    logging.disable(logging.WARNING)
-    warnings.filterwarnings("ignore")
     if args.worker:
         spec = json.loads(args.worker)
         print("RESULT " + json.dumps(WORKER_TASKS[spec["task"]](spec)), flush=True)
@@ -161,4 +159,8 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    # Quiet console for the command (Detectron2 logs every model it builds); not in main(),
+    # which tests call in-process.
+    logging.disable(logging.WARNING)
+    warnings.filterwarnings("ignore")
     main()
