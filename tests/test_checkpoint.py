@@ -1,10 +1,12 @@
-"""Path queries of ``SafeDetectionCheckpointer`` (``MODEL.WEIGHTS x.pth?matching_heuristics=True``)
-on the installed Detectron2: honoured by the safe loader, unknown ones rejected.
+"""``SafeDetectionCheckpointer`` on the installed Detectron2: files that would run code are
+refused, plain ones (.pth, model-zoo .pkl, pycls .pyth) load, and path queries
+(``MODEL.WEIGHTS x.pth?matching_heuristics=True``) are honoured, unknown ones rejected.
 
 Detectron2 main handles the query in ``DetectionCheckpointer``; on v0.6 the project's
 back-port does. Both must give what these tests assert.
 """
 import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -19,6 +21,73 @@ from zoominnet_d2.checkpoint import SafeDetectionCheckpointer, UnsafeCheckpointE
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+
+class Pwn:
+    """Unpickling this runs ``touch <path>``."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+def _tiny_model():
+    return torch.nn.Sequential(torch.nn.Linear(2, 3))
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".pkl"])
+def test_code_running_checkpoint_is_refused(tmp_path, suffix):
+    marker = tmp_path / "pwned"
+    path = tmp_path / f"evil{suffix}"
+    payload = {"model": {"0.weight": np.zeros((3, 2), np.float32)}, "__author__": "x", "extra": Pwn(marker)}
+    if suffix == ".pth":
+        torch.save(payload, path)
+    else:
+        with open(path, "wb") as f:
+            pickle.dump(payload, f)
+    with pytest.raises(UnsafeCheckpointError) as e:
+        SafeDetectionCheckpointer(_tiny_model()).load(str(path))
+    msg = str(e.value)
+    assert str(path) in msg and "--unsafe-load-checkpoint" in msg
+    assert f"it needs {os.system.__module__}.system" in msg
+    assert not marker.exists()
+
+
+def test_plain_checkpoints_load(tmp_path):
+    """A Detectron2 .pth, a model-zoo .pkl of numpy arrays (protocols 2 and 4, numpy 1's
+    ``numpy.core`` names too) and a Caffe2-style ``blobs`` .pkl all load."""
+    weight = np.arange(6, dtype=np.float32).reshape(3, 2)
+    bias = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+
+    def check(path):
+        model = _tiny_model()
+        SafeDetectionCheckpointer(model).load(str(path))
+        assert torch.equal(model[0].weight.detach(), torch.from_numpy(weight))
+        assert torch.equal(model[0].bias.detach(), torch.from_numpy(bias))
+
+    pth = tmp_path / "model.pth"
+    torch.save({"model": {"0.weight": torch.from_numpy(weight), "0.bias": torch.from_numpy(bias)},
+                "iteration": 3}, pth)
+    check(pth)
+    numpy_pth = tmp_path / "numpy.pth"  # numpy arrays in a .pth (as some converters write)
+    torch.save({"model": {"0.weight": weight, "0.bias": bias}, "__author__": "test",
+                "matching_heuristics": True}, numpy_pth)
+    check(numpy_pth)
+    zoo = {"model": {"0.weight": weight, "0.bias": bias}, "__author__": "test", "matching_heuristics": True}
+    for protocol in (2, 4):
+        data = pickle.dumps(zoo, protocol=protocol)
+        path = tmp_path / f"zoo{protocol}.pkl"
+        path.write_bytes(data)
+        check(path)
+    legacy = tmp_path / "legacy.pkl"  # as pickled by numpy 1 (e.g. Detectron2's R-50.pkl)
+    legacy.write_bytes(pickle.dumps(zoo, protocol=2).replace(b"numpy._core", b"numpy.core"))
+    check(legacy)
+    caffe2 = tmp_path / "caffe2.pkl"
+    caffe2.write_bytes(pickle.dumps({"blobs": {"0.weight": weight, "0.bias": bias,
+                                               "0.bias_momentum": bias}}, protocol=2))
+    check(caffe2)
 
 
 def _model():

@@ -1,20 +1,18 @@
 """Tests of training robustness (train_net.py, zoominnet_d2.engine, zoominnet_d2.checkpoint):
-2-process CPU training, NaN stop, resume, safe checkpoint loading, bad command-line input.
+2-process CPU training, NaN stop, resume, unsafe checkpoints on the command line, bad
+command-line input (the launcher's choices: test_launch.py; checkpoint files: test_checkpoint.py).
 
 Everything runs tiny models (slim R18, 8/16 channels, 64 px student, 128 px teacher) on a
 16-image synthetic dataset, in this process except the 2-process run and one CLI check.
 """
 import datetime
 import hashlib
-import importlib
 import json
 import os
-import pickle
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -205,83 +203,6 @@ def test_two_cpu_processes_match_one_process(data_root, teacher, tmp_path):
     assert not any(k.startswith("module.") for k in final["model"])
 
 
-def test_launch_chooses_gpus_or_cpu_processes(monkeypatch):
-    """Enough GPUs: Detectron2's launch (NCCL), unchanged; too few: a clear error instead of
-    silently training on the CPU; one process: main runs here."""
-    launch_mod = importlib.import_module("zoominnet_d2.engine.launch")  # (the package exports the function)
-
-    calls = []
-    monkeypatch.setattr(launch_mod, "_d2_launch", lambda *a, **k: calls.append((a, k)))
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    launch_mod.launch(print, 2, dist_url="auto", args=("x",))
-    assert calls and calls[0][0][:2] == (print, 2) and calls[0][1]["dist_url"] == "auto"
-    with pytest.raises(ValueError, match="--num-gpus 3, but this machine has 2 CUDA device"):
-        launch_mod.launch(print, 3)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    ran = []
-    launch_mod.launch(lambda *a: ran.append(a), 1, args=(1, 2))
-    assert ran == [(1, 2)] and len(calls) == 1
-
-
-def test_cpu_processes_started_by_detectron2_where_it_can(monkeypatch):
-    """Without CUDA, 2 processes: Detectron2's own launch where it runs CPU processes (main),
-    the project's Gloo workers where it cannot (v0.6); either way each process gets its share
-    of the cores and an explicit URL."""
-    from detectron2.utils import comm
-
-    launch_mod = importlib.import_module("zoominnet_d2.engine.launch")
-    d2_calls, mp_calls = [], []
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(launch_mod, "_d2_launch", lambda *a, **k: d2_calls.append((a, k)))
-    monkeypatch.setattr(launch_mod.mp, "start_processes", lambda fn, **k: mp_calls.append((fn, k)))
-    launch_mod.launch(len, 2, dist_url="auto", args=("abc",))
-    assert launch_mod.D2_LAUNCHES_CPU_PROCESSES == hasattr(comm, "create_local_process_group")
-    if launch_mod.D2_LAUNCHES_CPU_PROCESSES:
-        assert not mp_calls and len(d2_calls) == 1
-        (worker_main, nprocs), kwargs = d2_calls[0]
-        url = kwargs["dist_url"]
-    else:
-        assert not d2_calls and len(mp_calls) == 1
-        fn, kwargs = mp_calls[0]
-        assert fn is launch_mod._cpu_worker and kwargs["nprocs"] == 2
-        worker_main, _, nprocs, _, url, _, _ = kwargs["args"]
-    assert nprocs == 2 and url.startswith("tcp://127.0.0.1:")
-    assert worker_main.func is launch_mod._with_core_share and worker_main.args == (len, 2)
-
-    threads = torch.get_num_threads()
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    try:
-        assert worker_main("abc") == 3
-        assert torch.get_num_threads() == 4
-    finally:
-        torch.set_num_threads(threads)
-
-
-def test_cpu_ddp_only_for_multi_process_cpu_runs(monkeypatch):
-    """``DefaultTrainer.__init__`` gets the CPU-capable ``create_ddp_model`` only in a
-    multi-process CPU run, and only while the trainer is built."""
-    from detectron2.config import get_cfg
-    from detectron2.engine import defaults
-    from detectron2.utils import comm
-
-    from zoominnet_d2.engine import create_ddp_model
-    from zoominnet_d2.engine.ddp import cpu_capable_ddp
-
-    original = defaults.create_ddp_model
-    cfg = get_cfg()
-    for world, device, patched in ((1, "cpu", False), (2, "cuda", False), (2, "cpu", True)):
-        monkeypatch.setattr(comm, "get_world_size", lambda: world)
-        cfg.MODEL.DEVICE = device
-        with cpu_capable_ddp(cfg):
-            assert (defaults.create_ddp_model is create_ddp_model) == patched, (world, device)
-        assert defaults.create_ddp_model is original
-    with pytest.raises(RuntimeError), cpu_capable_ddp(cfg):
-        raise RuntimeError("construction failed")
-    assert defaults.create_ddp_model is original
-
-
 # ---------------------------------------------------------------- non-finite losses and weights
 
 
@@ -444,73 +365,6 @@ def test_resume_without_optimizer_state_warns_and_starts_it_afresh(data_root, tm
 
 
 # ---------------------------------------------------------------- safe checkpoint loading
-
-
-class Pwn:
-    """Unpickling this runs ``touch <path>``."""
-
-    def __init__(self, path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.path}",))
-
-
-def _tiny_model():
-    return torch.nn.Sequential(torch.nn.Linear(2, 3))
-
-
-@pytest.mark.parametrize("suffix", [".pth", ".pkl"])
-def test_code_running_checkpoint_is_refused(tmp_path, suffix):
-    marker = tmp_path / "pwned"
-    path = tmp_path / f"evil{suffix}"
-    payload = {"model": {"0.weight": np.zeros((3, 2), np.float32)}, "__author__": "x", "extra": Pwn(marker)}
-    if suffix == ".pth":
-        torch.save(payload, path)
-    else:
-        with open(path, "wb") as f:
-            pickle.dump(payload, f)
-    with pytest.raises(UnsafeCheckpointError) as e:
-        SafeDetectionCheckpointer(_tiny_model()).load(str(path))
-    msg = str(e.value)
-    assert str(path) in msg and "--unsafe-load-checkpoint" in msg
-    assert f"it needs {os.system.__module__}.system" in msg
-    assert not marker.exists()
-
-
-def test_plain_checkpoints_load(tmp_path):
-    """A Detectron2 .pth, a model-zoo .pkl of numpy arrays (protocols 2 and 4, numpy 1's
-    ``numpy.core`` names too) and a Caffe2-style ``blobs`` .pkl all load."""
-    weight = np.arange(6, dtype=np.float32).reshape(3, 2)
-    bias = np.array([1.0, 2.0, 3.0], dtype=np.float32)
-
-    def check(path):
-        model = _tiny_model()
-        SafeDetectionCheckpointer(model).load(str(path))
-        assert torch.equal(model[0].weight.detach(), torch.from_numpy(weight))
-        assert torch.equal(model[0].bias.detach(), torch.from_numpy(bias))
-
-    pth = tmp_path / "model.pth"
-    torch.save({"model": {"0.weight": torch.from_numpy(weight), "0.bias": torch.from_numpy(bias)},
-                "iteration": 3}, pth)
-    check(pth)
-    numpy_pth = tmp_path / "numpy.pth"  # numpy arrays in a .pth (as some converters write)
-    torch.save({"model": {"0.weight": weight, "0.bias": bias}, "__author__": "test",
-                "matching_heuristics": True}, numpy_pth)
-    check(numpy_pth)
-    zoo = {"model": {"0.weight": weight, "0.bias": bias}, "__author__": "test", "matching_heuristics": True}
-    for protocol in (2, 4):
-        data = pickle.dumps(zoo, protocol=protocol)
-        path = tmp_path / f"zoo{protocol}.pkl"
-        path.write_bytes(data)
-        check(path)
-    legacy = tmp_path / "legacy.pkl"  # as pickled by numpy 1 (e.g. Detectron2's R-50.pkl)
-    legacy.write_bytes(pickle.dumps(zoo, protocol=2).replace(b"numpy._core", b"numpy.core"))
-    check(legacy)
-    caffe2 = tmp_path / "caffe2.pkl"
-    caffe2.write_bytes(pickle.dumps({"blobs": {"0.weight": weight, "0.bias": bias,
-                                               "0.bias_momentum": bias}}, protocol=2))
-    check(caffe2)
 
 
 def test_cli_flag_allows_unsafe_load(data_root, tmp_path):
