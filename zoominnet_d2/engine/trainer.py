@@ -42,7 +42,8 @@ class Trainer(DefaultTrainer):
         with cpu_capable_ddp(cfg):
             super().__init__(cfg)
         # DefaultTrainer has no builder for its checkpointer: replace it, here and in the
-        # PeriodicCheckpointer hook that build_hooks() gave it to (saving is the same).
+        # PeriodicCheckpointer hook that build_hooks() gave it to (saving is the same). The
+        # registered hooks are only reachable as TrainerBase's _hooks (read, not replaced).
         self.checkpointer = SafeDetectionCheckpointer(
             self.model, self.cfg.OUTPUT_DIR, allow_unsafe=allow_unsafe_checkpoint, trainer=weakref.proxy(self)
         )
