@@ -19,8 +19,9 @@ def test_measure_and_render():
     models = {"SNet": "configs/synth/snet.yaml", "SNet + LA": "configs/synth/la.yaml"}
     result = bench.measure(size=128, threads=(1,), repeats=1, num_frames=1, models=models, opts=TINY)
     assert len(result["latency"]) == 2 * 4 + 2 * 2  # models x runtimes + the saturated pair x 2
-    assert all(t > 0 for t in result["latency"].values())
-    assert set(result["profiles"]) == {"SNet", "SNet + LA", "SNet (saturated)", "SNet + LA (saturated)"}
+    assert all(t > 0 for t in result["latency"].values()) and result["cpu"].keys() == result["latency"].keys()
+    assert set(result["profiles"]) == {"SNet", "SNet + LA", "SNet (saturated)", "SNet + LA (saturated)",
+                                       "SNet, fast decoding", "SNet + LA, fast decoding"}
     lines = bench.render(result)
     table = [line for line in lines if line.startswith("| SNet")]
     assert len(table) == 2 and all(line.count("|") == 9 for line in table)

@@ -40,7 +40,7 @@ from PIL import Image
 from torch.profiler import ProfilerActivity, profile
 
 from zoominnet_d2.data.synthetic import render_image
-from zoominnet_d2.deploy import build_predictor, build_student, export_student, load_config, save_student_checkpoint
+from zoominnet_d2.deploy import build_predictor, build_student, export_student, load_config
 from zoominnet_d2.deploy.graph import split_outputs
 from zoominnet_d2.deploy.postprocess import DecodeSettings, detect
 from zoominnet_d2.deploy.runtimes import OnnxRuntimeGraph, TorchScriptGraph
@@ -96,18 +96,21 @@ def eager_runner(model):
     return lambda image: model([{"image": image}])
 
 
-def round_robin(runners: Dict[tuple, callable], image: torch.Tensor, repeats: int) -> Dict[tuple, float]:
-    """{(model, runtime, threads): median seconds}; one warm-up round, then ``repeats``."""
-    times = {key: [] for key in runners}
+def round_robin(runners: Dict[tuple, callable], image: torch.Tensor, repeats: int) -> Dict[str, Dict[tuple, float]]:
+    """Median seconds per (model, runtime, threads): "wall" (latency) and "cpu" (this
+    process's CPU time, which excludes the time other jobs hold the cores: at 1 thread the
+    steadier figure on a shared machine). One warm-up round, then ``repeats``."""
+    times = {clock: {key: [] for key in runners} for clock in ("wall", "cpu")}
     with torch.no_grad():
         for round_ in range(repeats + 1):
             for key, run in runners.items():
                 torch.set_num_threads(key[2])
-                start = time.perf_counter()
+                wall, cpu = time.perf_counter(), time.process_time()
                 run(image)
                 if round_:
-                    times[key].append(time.perf_counter() - start)
-    return {key: statistics.median(v) for key, v in times.items()}
+                    times["wall"][key].append(time.perf_counter() - wall)
+                    times["cpu"][key].append(time.process_time() - cpu)
+    return {clock: {key: statistics.median(v) for key, v in per_key.items()} for clock, per_key in times.items()}
 
 
 @torch.no_grad()
@@ -172,6 +175,8 @@ def _measure(workdir: str, size: int, threads, repeats: int, num_frames: int, mo
         model = build_student(cfg)
         calibrate_scores(model, image, *TRAINED_LOGITS)
         profiles[name] = profile_groups(model, image)
+        if name in ("SNet", "SNet + LA"):
+            profiles[f"{name}, fast decoding"] = profile_groups(with_fast_decoding(model), image)
         files[name] = {fmt: os.path.join(workdir, f"{name}.{fmt}") for fmt in ("onnx", "torchscript", "pth")}
         for fmt, path in files[name].items():
             export_student(model, fmt, path, size)
@@ -194,15 +199,16 @@ def _measure(workdir: str, size: int, threads, repeats: int, num_frames: int, mo
                    f"torch {torch.__version__}, Python {platform.python_version()}",
         "load": [load, os.getloadavg()], "size": size, "threads": list(threads), "repeats": repeats,
         "models": list(models),
-        "latency": {" | ".join(map(str, k)): v for k, v in latency.items()},
+        "latency": {" | ".join(map(str, k)): v for k, v in latency["wall"].items()},
+        "cpu": {" | ".join(map(str, k)): v for k, v in latency["cpu"].items()},
         "profiles": profiles, "predictor": rates, "num_frames": num_frames,
     }
 
 
 def render(result: dict) -> List[str]:
     """Markdown lines of ``measure``'s result."""
-    lat = {tuple(k.split(" | ")): v for k, v in result["latency"].items()}
-    get = lambda model, rt, n: lat[(model, rt, str(n))]  # noqa: E731
+    clocks = {clock: {tuple(k.split(" | ")): v for k, v in result[clock].items()} for clock in ("latency", "cpu")}
+    get = lambda model, rt, n, clock="latency": clocks[clock][(model, rt, str(n))]  # noqa: E731
     lines = [f"Measured {result['date']} on {result['machine']}; load average "
              f"{result['load'][0][0]:.2f} at the start, {result['load'][1][0]:.2f} at the end; "
              f"median of {result['repeats']} interleaved rounds; {result['size']}x{result['size']} input.", "",
@@ -213,11 +219,14 @@ def render(result: dict) -> List[str]:
             times = [get(model, rt, n) for rt in RUNTIMES]
             lines.append(f"| {model} | {n} | " + " | ".join(f"{1e3 * t:.0f}" for t in times)
                          + f" | {times[3] / times[0]:.2f} | {times[0] / get('SNet', 'eager', n):.2f} |")
-    lines += ["", "SNet + LA / SNet, eager, 1 thread (FLOPs ratio 1.09):", "",
-              "| weights | Detectron2 decoding | fast decoding (`FastDecodeMixin`) |", "|---|---|---|"]
+    lines += ["", "SNet + LA / SNet, eager, 1 thread (FLOPs ratio 1.09), both with the same decoding; "
+              "wall-clock latency and CPU time:", "",
+              "| weights | Detectron2 decoding | fast decoding (`FastDecodeMixin`) | "
+              "Detectron2 decoding, CPU time | fast decoding, CPU time |", "|---|---|---|---|---|"]
     for label, suffix in (("classifier scaled to trained logits", ""), ("random, saturated scores", " (saturated)")):
-        ratios = [get(f"SNet + LA{suffix}", rt, 1) / get(f"SNet{suffix}", rt, 1) for rt in RUNTIMES[:2]]
-        lines.append(f"| {label} | {ratios[0]:.3f} | {ratios[1]:.3f} |")
+        ratios = [get(f"SNet + LA{suffix}", rt, 1, clock) / get(f"SNet{suffix}", rt, 1, clock)
+                  for clock in ("latency", "cpu") for rt in RUNTIMES[:2]]
+        lines.append(f"| {label} | " + " | ".join(f"{r:.3f}" for r in ratios) + " |")
     names = list(result["profiles"])
     lines += ["", "Profile of `model.forward` (self CPU ms per image, torch.profiler, 1 thread):", "",
               "| op group | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]

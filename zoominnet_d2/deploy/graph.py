@@ -9,7 +9,6 @@ backend. The graph is traced for one fixed input size, so the anchors are consta
 """
 from typing import List, Tuple
 
-import torch
 from detectron2.modeling.meta_arch.dense_detector import permute_to_N_HWA_K
 from torch import Tensor, nn
 
@@ -63,8 +62,3 @@ class DenseStudentGraph(nn.Module):
         anchors = [a.tensor for a in self.model.anchor_generator(features)]
         return tuple(scores + deltas + anchors)
 
-
-@torch.no_grad()
-def run_eager(model: nn.Module, image: Tensor) -> List[Tensor]:
-    """The graph's outputs computed by PyTorch eager (the reference of the parity tests)."""
-    return list(DenseStudentGraph(model)(image))

@@ -10,7 +10,6 @@ result bit for bit), their boxes decoded with ``Box2BoxTransform``, then per-cla
 from dataclasses import dataclass
 from typing import List, Tuple
 
-import torch
 from detectron2.config import CfgNode
 from detectron2.layers import batched_nms
 from detectron2.modeling.box_regression import Box2BoxTransform

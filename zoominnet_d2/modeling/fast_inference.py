@@ -8,8 +8,9 @@ SNet + LA a level has 4x the anchors of SNet's, so 4x the scores to sort.
 
 :func:`decode_per_level` returns exactly what that method returns:
 
-- first the k-th largest score (``topk``, a partial selection, ~4 ms for SNet + LA's P3 at
-  512 against ~50 ms for the sort). When the k largest scores are all above the threshold
+- first the k largest scores (``topk``, a partial selection: a few ms for the 1.5 M scores of
+  SNet + LA's P3 at 512, where sorting the ~300,000 above 0.05 takes tens of ms; see
+  ``tools/benchmark_deploy.py``). When the k largest scores are all above the threshold
   and distinct, they *are* the reference's candidates in the reference's order (any sort
   orders distinct values alike), so only they are gathered and sorted;
 - otherwise (fewer candidates than k, or equal scores among the k largest, whose order in the
