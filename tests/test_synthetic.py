@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zoominnet_d2.data.synthetic import MARKER, generate_dataset, generate_split, main
+from zoominnet_d2.data.synthetic import FORMAT_VERSION, MARKER, generate_dataset, generate_split, main
+from zoominnet_d2.data.synthetic_layout import BOXES_CAP
+from zoominnet_d2.data.synthetic_objects import CLASSES
 
 STEM = re.compile(r"\d{7}_synth_\d{7}")
 
@@ -37,10 +39,15 @@ def high_freq(rgb):
 
 @pytest.fixture(scope="module")
 def stats_split(tmp_path_factory):
-    """80 train images at 256 px, seed 0 (~2000 objects)."""
+    """300 train images at 256 px, seed 0 (~1700 objects)."""
     root = tmp_path_factory.mktemp("stats")
-    generate_split(root, "train", 80, 256, 0)
+    generate_split(root, "train", 300, 256, 0)
     return root / "VisDrone2019-DET-train"
+
+
+def objects_of(annotations):
+    """All object rows (category > 0) of ``read_annotations``' result."""
+    return [r for rows in annotations.values() for r in rows if r[5] > 0]
 
 
 def test_layout_and_line_format(tmp_path):
@@ -79,22 +86,46 @@ def test_deterministic(tmp_path):
 
 def test_box_statistics(stats_split):
     annotations = read_annotations(stats_split)
-    objects = [r for rows in annotations.values() for r in rows if r[5] > 0]
-    areas = np.array([r[2] * r[3] for r in objects])
-    small = (areas < 32 * 32).mean()
-    assert small > 0.7, f"only {small:.0%} of objects are smaller than 32x32 px"
-    per_image = len(objects) / len(annotations)
-    assert 10 <= per_image <= 40, f"{per_image:.1f} objects per image"
+    objects = objects_of(annotations)
     classes = {r[5] for r in objects}
     assert len(classes) >= 8, f"classes present: {sorted(classes)}"
-    with_ignored = sum(any(r[5] == 0 for r in rows) for rows in annotations.values())
-    assert 0 < with_ignored < len(annotations), f"{with_ignored} images with ignored regions"
     for rows in annotations.values():
         for ix, iy, iw, ih, *_ in (r for r in rows if r[5] == 0):
             for x, y, w, h, *_ in (r for r in rows if r[5] > 0):
                 inter_w = max(0, min(x + w, ix + iw) - max(x, ix))
                 inter_h = max(0, min(y + h, iy + ih) - max(y, iy))
                 assert inter_w * inter_h < 0.5 * w * h, "object inside an ignored region"
+
+
+def test_class_shares_and_sizes_follow_visdrone(stats_split):
+    """Loose bounds around the VisDrone train targets (synthetic_objects.CLASSES, at 256 px)."""
+    objects = np.array(objects_of(read_annotations(stats_split)))
+    side, aspect = np.sqrt(objects[:, 2] * objects[:, 3]), objects[:, 2] / objects[:, 3]
+    for cls, spec in CLASSES.items():
+        mine = objects[:, 5] == cls
+        share = mine.mean()
+        assert abs(share - spec.share) <= 0.25 * spec.share + 0.01, (cls, share, spec.share)
+        if mine.sum() >= 100:  # enough boxes for a median within sampling noise
+            assert abs(np.median(side[mine]) / spec.side - 1) < 0.25, (cls, np.median(side[mine]))
+            assert abs(np.median(aspect[mine]) / spec.aspect - 1) < 0.25, cls
+    upright = np.isin(objects[:, 5], (1, 2))
+    assert np.median(aspect[upright]) < 0.5, "pedestrians and people stand upright"
+    area = side ** 2
+    small, large = (area < 32 ** 2).mean(), (area >= 96 ** 2).mean()
+    assert 0.6 < small < 0.8 and 0.01 < large < 0.07, (small, large)  # VisDrone: 66-69, 3%
+
+
+def test_density_and_ignored_regions_follow_visdrone_tiles(stats_split):
+    annotations = read_annotations(stats_split)
+    counts = np.array([sum(r[5] > 0 for r in rows) for rows in annotations.values()])
+    assert counts.min() >= 1 and counts.max() <= BOXES_CAP
+    assert 4 <= counts.mean() <= 8 and 10 <= np.percentile(counts, 90) <= 20, (
+        counts.mean(), np.percentile(counts, 90))  # VisDrone's non-empty tiles: 6, 15
+    regions = [[r for r in rows if r[5] == 0] for rows in annotations.values()]
+    with_regions = np.mean([bool(r) for r in regions])
+    assert 0.35 < with_regions < 0.65, with_regions
+    coverage = np.mean([sum(r[2] * r[3] for r in rs) for rs in regions]) / 256 ** 2
+    assert 0.003 < coverage < 0.015, coverage  # union <= sum: an upper bound of the union
 
 
 @pytest.mark.parametrize("flat, patterned", [(4, 5), (1, 2)], ids=["car-van", "pedestrian-people"])
@@ -108,7 +139,7 @@ def test_fine_pattern_vanishes_at_half_resolution(stats_split, flat, patterned):
             half = np.asarray(im.convert("RGB").resize((im.width // 2, im.height // 2),
                                                        Image.BOX), float)
         for x, y, w, h, _, cat, _, _ in rows:
-            if cat in mean_colour:
+            if cat in mean_colour and min(w, h) >= 4:  # >= 2 px per axis at half resolution
                 crop = full[y:y + h, x:x + w]
                 mean_colour[cat].append(crop.reshape(-1, 3).mean(axis=0))
                 energy_full[cat].append(high_freq(crop))
@@ -141,6 +172,21 @@ def test_skip_if_complete_and_replace_own_dataset(tmp_path, capsys):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
     main(argv[:-1] + ["1"])  # same folder, other parameters: it carries our marker, so replaced
     assert json.loads((out / MARKER).read_text())["params"]["seed"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["synthdrone"]
+
+
+def test_older_format_version_is_replaced_not_mixed(tmp_path, capsys):
+    out = tmp_path / "synthdrone"
+    generate_dataset(out, num_train=2, num_val=1, size=64, seed=0)
+    marker = json.loads((out / MARKER).read_text())
+    marker["params"]["format_version"] = FORMAT_VERSION - 1  # as a version-2 dataset's marker
+    (out / MARKER).write_text(json.dumps(marker))
+    (out / "VisDrone2019-DET-train" / "images" / "old_only.jpg").write_bytes(b"v2")
+    capsys.readouterr()
+    generate_dataset(out, num_train=2, num_val=1, size=64, seed=0)
+    assert "replacing" in capsys.readouterr().out
+    assert json.loads((out / MARKER).read_text())["params"]["format_version"] == FORMAT_VERSION
+    assert not (out / "VisDrone2019-DET-train" / "images" / "old_only.jpg").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["synthdrone"]
 
 

@@ -14,7 +14,11 @@ Stages, each reused when its output is complete (``--force`` redoes them):
 
 every model trained with the same schedule (``configs/synth/``) and evaluated on
 ``synthdrone_val``; then a Table 3-like ``results.md`` / ``results.json`` (GFLOPs, mAP, AP_S,
-AP_M, AP_L, AR_S, CPU ms per image) and the feature-map pictures of the distilled student.
+AP_M, AP_L, AR_S, CPU ms per image), the feature-map pictures of the distilled student, and the
+paper's result pictures from each stage's saved detections: ``pr_curves.png`` (precision-recall
+at IoU 0.5 for small, medium and all objects, Figure 10) and ``detections/<image>.png`` for the
+first ``NUM_PICTURES`` val images in stem order (ground truth, SNet + LA, SNet + LA + CSKD and
+TNet at one score threshold, Figure 11).
 """
 import argparse
 import os
@@ -24,8 +28,8 @@ from typing import Dict, List
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from experiment import (REPO, Stage, collect_row, cpu_ms_per_image, log, merge_seeds,  # noqa: E402
-                        run_stages, write_results)
+from experiment import (REPO, Stage, collect_row, cpu_ms_per_image, detections_file, log,  # noqa: E402
+                        merge_seeds, run_stages, write_results)
 
 STAGES = [
     Stage("tnet", "configs/synth/tnet.yaml", "TNet (2x image)", 3.5),
@@ -35,6 +39,9 @@ STAGES = [
 ]
 DATASET = "synthdrone_val"
 TAG = "demo"
+PICTURE_STAGES = ("la", "cskd_la", "tnet")  # Figure 11's columns after the ground truth
+NUM_PICTURES = 3
+SCORE_THRESHOLD = 0.3  # the same for every model in the detection pictures
 
 
 def run_pipeline(out: str, seed: int, force: bool, stage_names: List[str], dataset_root: str) -> List[Dict]:
@@ -69,6 +76,32 @@ def draw_features(out: str, dataset_root: str) -> None:
     ])
 
 
+def draw_results(out: str, stages) -> None:
+    """``out/pr_curves.png`` for ``stages`` and ``out/detections/<image>.png`` for the first
+    ``NUM_PICTURES`` val images with the ``PICTURE_STAGES`` among them."""
+    from detectron2.data import DatasetCatalog
+    from detectron2.data.detection_utils import read_image
+
+    from zoominnet_d2.data.visdrone import VISDRONE_CLASSES
+    from zoominnet_d2.visualization.paper_figures import (draw_detection_row, load_coco_detections,
+                                                          plot_pr_curves, pr_curves)
+
+    dicts = DatasetCatalog.get(DATASET)
+    found = {s.name: load_coco_detections(detections_file(os.path.join(out, s.name), DATASET)) for s in stages}
+    curves = {s.label: pr_curves(dicts, list(found[s.name].values()), len(VISDRONE_CLASSES)) for s in stages}
+    plot_pr_curves(curves, os.path.join(out, "pr_curves.png"), f"{DATASET}, COCO API, maxDets=100, ignore rule")
+    folder = os.path.join(out, "detections")
+    os.makedirs(folder, exist_ok=True)
+    labels = {s.name: s.label for s in stages}
+    columns = [name for name in PICTURE_STAGES if name in found]
+    empty = {"boxes": [], "scores": [], "classes": []}
+    for record in dicts[:NUM_PICTURES]:
+        shown = [(labels[name], found[name].get(record["image_id"], empty)) for name in columns]
+        draw_detection_row(read_image(record["file_name"], format="RGB"), record, shown,
+                           os.path.join(folder, f"{record['image_id']}.png"), threshold=SCORE_THRESHOLD)
+    log(TAG, f"pictures: {out}/pr_curves.png, {folder}/ ({min(NUM_PICTURES, len(dicts))} images)")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="demo_output", help="where stages and results go")
@@ -99,11 +132,15 @@ def main(argv=None) -> None:
     command = ("python tools/demo.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
     notes = [f"Command: `{command}`; seeds {seeds}.",
              f"On `{DATASET}`; GFLOPs by fvcore at the model's input size; CPU ms per image: median over "
-             "20 images at batch 1, one thread, models timed round-robin."]
+             "20 images at batch 1, one thread, models timed round-robin.",
+             f"Pictures (single seed): `pr_curves.png`, `detections/` (the first {NUM_PICTURES} val images, "
+             f"score >= {SCORE_THRESHOLD:g} for every model)."]
     write_results(rows, args.output, "results", "ZoomInNet demo on the synthetic drone dataset", notes,
                   {"command": command, "seeds": seeds})
     if args.seeds is None and {"tnet", "cskd_la"} <= set(args.stages):
         draw_features(args.output, dataset_root)
+    if args.seeds is None:
+        draw_results(args.output, [s for s in STAGES if s.name in args.stages])
     with open(os.path.join(args.output, "results.md")) as f:
         print(f.read())
     log(TAG, f"finished in {(time.time() - began) / 60:.1f} min; results in {args.output}/results.md")

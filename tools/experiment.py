@@ -45,6 +45,11 @@ def metrics_file(out_dir: str, dataset: str) -> str:
     return os.path.join(out_dir, "inference", dataset, "visdrone_metrics.json")
 
 
+def detections_file(out_dir: str, dataset: str) -> str:
+    """The evaluator's COCO-format detections of a stage (before the ignore rule)."""
+    return os.path.join(out_dir, "inference", dataset, "coco_instances_results.json")
+
+
 def stage_done(out_dir: str, dataset: str) -> bool:
     return os.path.isfile(os.path.join(out_dir, "model_final.pth")) and os.path.isfile(metrics_file(out_dir, dataset))
 

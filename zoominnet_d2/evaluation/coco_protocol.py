@@ -262,3 +262,23 @@ def derive_metrics(coco_eval: COCOeval, class_names: Sequence[str],
     for k, name in enumerate(class_names):
         metrics[f"AP-{name}"] = average_precision(coco_eval, primary, class_index=k)
     return metrics
+
+
+def precision_recall_curve(coco_eval: COCOeval, max_dets: int = 100, *, iou: float = 0.5,
+                           area: str = "all") -> Tuple[np.ndarray, np.ndarray]:
+    """The precision-recall curve behind ``average_precision(coco_eval, max_dets, iou=iou,
+    area=area)``: COCOeval's recall points and, at each, the precision averaged over the
+    classes with ground truth in ``area`` (the mean of the curve is that AP / 100).
+
+    Returns ``(recall, precision)``, two arrays of ``len(params.recThrs)``; precision is NaN
+    where no class has ground truth.
+    """
+    params = coco_eval.params
+    precision = coco_eval.eval["precision"][
+        np.isclose(params.iouThrs, iou), :, :, params.areaRngLbl.index(area),
+        params.maxDets.index(max_dets)][0]  # (recall points, classes)
+    valid = precision > -1
+    counts = valid.sum(axis=1)
+    total = np.where(valid, precision, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(params.recThrs), np.where(counts > 0, total / counts, np.nan)
