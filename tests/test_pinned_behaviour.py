@@ -21,6 +21,8 @@ from detectron2.utils.events import EventStorage
 from zoominnet_d2 import add_zoominnet_config
 from zoominnet_d2.modeling import build_model_with_teacher
 
+from tiny_models import write_teacher_yaml
+
 SYNTH = Path(__file__).resolve().parents[1] / "configs" / "synth"
 SHRINK = ["MODEL.RESNETS.STEM_OUT_CHANNELS", 8, "MODEL.RESNETS.RES2_OUT_CHANNELS", 8,
           "MODEL.FPN.OUT_CHANNELS", 16, "MODEL.RETINANET.NUM_CONVS", 1]
@@ -79,14 +81,7 @@ def teacher_files(tmp_path_factory):
     from detectron2.modeling import build_model
 
     folder = tmp_path_factory.mktemp("pinned_teacher")
-    config = folder / "tnet.yaml"
-    config.write_text(
-        f'_BASE_: "{SYNTH / "tnet.yaml"}"\n'
-        "MODEL:\n"
-        "  RESNETS: {STEM_OUT_CHANNELS: 8, RES2_OUT_CHANNELS: 8}\n"
-        "  FPN: {OUT_CHANNELS: 16}\n"
-        "  RETINANET: {NUM_CONVS: 1}\n"
-    )
+    config = write_teacher_yaml(folder / "tnet.yaml")
     cfg = get_cfg()
     add_zoominnet_config(cfg)
     cfg.merge_from_file(str(config))

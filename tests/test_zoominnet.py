@@ -34,6 +34,8 @@ from zoominnet_d2.modeling import ZoomInNet, akdp_masks_batch, build_model_with_
 from zoominnet_d2.modeling.alignment import ZoomInRetinaNetHead
 from zoominnet_d2.modeling.teacher import load_state_dict_strictly
 
+from tiny_models import write_teacher_yaml
+
 REPO = Path(__file__).resolve().parents[1]
 SYNTH = REPO / "configs" / "synth"
 ALIGN_CONFIGS = {"la": "la.yaml", "fa": "fa.yaml", "none": "snet.yaml"}
@@ -74,19 +76,6 @@ def make_cfg(align="la", teacher=None, opts=()):
         cfg.MODEL.ZOOMIN.TEACHER.CONFIG_FILE = str(teacher.config)
         cfg.MODEL.ZOOMIN.TEACHER.WEIGHTS = str(teacher.weights)
     return cfg
-
-
-def write_teacher_yaml(path: Path, square: int = 256) -> Path:
-    """A teacher config: configs/synth/tnet.yaml (absolute _BASE_) with the shrink."""
-    path.write_text(
-        f'_BASE_: "{SYNTH / "tnet.yaml"}"\n'
-        "MODEL:\n"
-        "  RESNETS: {STEM_OUT_CHANNELS: 8, RES2_OUT_CHANNELS: 8}\n"
-        "  FPN: {OUT_CHANNELS: 16}\n"
-        "  RETINANET: {NUM_CONVS: 1}\n"
-        f"INPUT: {{SQUARE_SIZE: {square}, MIN_SIZE_TRAIN: [{square}], MIN_SIZE_TEST: {square}}}\n"
-    )
-    return path
 
 
 @pytest.fixture(scope="module")
