@@ -24,7 +24,7 @@ from typing import Dict, List
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from experiment import (REPO, Stage, collect_row, cpu_ms_per_image, log, merge_seeds,  # noqa: E402
-                        run_stages, run_train_net, stage_done, train_env, write_results)
+                        run_stages, run_train_net, train_env, write_results)
 
 TEACHER = Stage("tnet", "configs/real/tnet.yaml", "TNet (native crops)", 4.0)
 STUDENTS = [
