@@ -1,4 +1,7 @@
 """Helpers of the deployment tests: tiny students, synthetic images, detection matching."""
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -8,9 +11,17 @@ from zoominnet_d2.deploy import build_student, load_config, save_student_checkpo
 #: Overrides that make a synth config tiny (a few hundred kB of weights), as a CLI tail.
 TINY = ["MODEL.RESNETS.STEM_OUT_CHANNELS", "8", "MODEL.RESNETS.RES2_OUT_CHANNELS", "8",
         "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.RETINANET.NUM_CONVS", "1"]
-#: cls_score of the tiny students: bias and weight scale such that random weights give
-#: scores like a trained detector's (most far below the 0.05 threshold, some hundreds above).
-CLS_BIAS, CLS_WEIGHT_SCALE = -4.0, 0.3
+#: P3 classification logits of the tiny students on a synthetic image (mean, std): like a
+#: trained detector's, most scores far below the 0.05 threshold and some hundreds above it.
+TINY_LOGITS = (-5.5, 1.0)
+
+
+def _benchmark_module():
+    path = Path(__file__).resolve().parents[1] / "tools" / "benchmark_deploy.py"
+    spec = importlib.util.spec_from_file_location("zoominnet_benchmark_deploy_helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_cfg(config_file: str, *opts: str):
@@ -18,12 +29,14 @@ def tiny_cfg(config_file: str, *opts: str):
 
 
 def tiny_student(cfg, seed: int = 0):
-    """A random-weight student of ``cfg`` with scores like a trained one's (CLS_*)."""
+    """A random-weight student of ``cfg`` with scores like a trained one's (TINY_LOGITS),
+    whatever the synthetic images look like."""
     torch.manual_seed(seed)
     model = build_student(cfg)
-    with torch.no_grad():
-        model.head.cls_score.bias.fill_(CLS_BIAS)
-        model.head.cls_score.weight.mul_(CLS_WEIGHT_SCALE)
+    size = cfg.INPUT.SQUARE_SIZE
+    image = synthetic_images(1, size, seed, bgr=cfg.INPUT.FORMAT == "BGR")[0]
+    _benchmark_module().calibrate_scores(model, torch.as_tensor(image.transpose(2, 0, 1).copy()).float(),
+                                         *TINY_LOGITS)
     return model
 
 
