@@ -19,6 +19,7 @@ checkpointing them.
 import sys
 
 import zoominnet_d2  # noqa: F401  (first: compat fixes, registrations)
+from detectron2.modeling import build_model
 from zoominnet_d2.checkpoint import SafeDetectionCheckpointer
 from zoominnet_d2.engine import ConfigError, Trainer, argument_parser, build_config, launch, save_config, setup
 
@@ -29,12 +30,13 @@ def main(args):
     cfg = setup(args)
     allow_unsafe = getattr(args, "unsafe_load_checkpoint", False)
     if args.eval_only:
-        model = Trainer.build_model(cfg)
+        # The student alone: build_model reads no teacher files, even for a CSKD config.
+        model = build_model(cfg)
         SafeDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR, allow_unsafe=allow_unsafe).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
-        # No save_config(): the student-only config of an evaluation must not replace the
-        # config.yaml of a training run in the same folder (a fresh folder got one in setup).
+        # No save_config(): an evaluation's config must not replace the config.yaml of a
+        # training run in the same folder (a fresh folder got one in setup).
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg, allow_unsafe_checkpoint=allow_unsafe, log_period=getattr(args, "log_period", 20))
     trainer.resume_or_load(resume=args.resume)

@@ -16,7 +16,6 @@ from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import UNSAFE_FLAG
 from ..config import add_zoominnet_config
-from ..modeling import student_config
 
 logger = logging.getLogger("zoominnet_d2")
 
@@ -83,8 +82,6 @@ def build_config(args):
             raise ConfigError(f"{what}: {msg}") from e
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
-    if args.eval_only:
-        cfg = student_config(cfg)
     cfg.freeze()
     return cfg
 

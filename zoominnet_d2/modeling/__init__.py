@@ -5,8 +5,9 @@ from .akdp import akdp_mask, akdp_masks_batch
 from .geometry import CrossScaleGeometry
 from .losses import position_aware_l2
 from .teacher import FrozenTeacher, build_teacher
-from .zoominnet import DistillationPairs, ZoomInNet, attach_configured_teacher, build_model_with_teacher, distillation_loss, student_config
+from .zoominnet import (DistillationPairs, ZoomInNet, attach_configured_teacher, build_model_with_teacher,
+                        distillation_loss)
 
 __all__ = ["CrossScaleGeometry", "DistillationPairs", "FrozenTeacher", "ZoomInNet", "akdp_mask",
-           "akdp_masks_batch", "attach_configured_teacher", "build_model_with_teacher", "build_teacher", "distillation_loss",
-           "position_aware_l2", "student_config"]
+           "akdp_masks_batch", "attach_configured_teacher", "build_model_with_teacher", "build_teacher",
+           "distillation_loss", "position_aware_l2"]

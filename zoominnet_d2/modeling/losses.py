@@ -3,23 +3,28 @@
     loss = sum_{n, c, i, j} mask(n, i, j) * (T(n, c, i, j) - S(n, c, i, j))^2 / sum mask
 
 i.e. the squared error summed over the key positions of :mod:`.akdp` and over channels,
-divided by the number of key positions in the batch. The weight lambda_distill of Eq. 21
+divided by the number of key positions in the batch (in multi-process training, the batch over
+all processes: the caller passes that count). The weight lambda_distill of Eq. 21
 (0.01 in the paper) is applied by the caller. FGFI divides by 2 x (number of masked
 positions); ZoomInNet's Eq. 21 does not, and neither do we.
 """
+from typing import Optional
+
 import torch
 from torch import Tensor
 
 __all__ = ["position_aware_l2"]
 
 
-def position_aware_l2(teacher: Tensor, student: Tensor, mask: Tensor) -> Tensor:
+def position_aware_l2(teacher: Tensor, student: Tensor, mask: Tensor,
+                      num_positions: Optional[Tensor] = None) -> Tensor:
     """Eq. 21 without its weight.
 
     Args:
         teacher: (N, C, H, W) teacher feature; treated as a constant (detached).
         student: (N, C, H, W) student feature (after any adaptation layer).
         mask: (N, H, W) bool, True at the key distillation positions.
+        num_positions: the normaliser, a scalar tensor; default: ``mask``'s count.
 
     Returns:
         Tensor: scalar, the summed squared error over masked positions and channels divided
@@ -52,4 +57,4 @@ def position_aware_l2(teacher: Tensor, student: Tensor, mask: Tensor) -> Tensor:
         return student.sum() * 0.0 + 0.0
     t = teacher.detach()[idx_n, :, idx_y, idx_x]
     s = student[idx_n, :, idx_y, idx_x]
-    return (t - s).square().sum() / count
+    return (t - s).square().sum() / (count if num_positions is None else num_positions)

@@ -22,6 +22,7 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY, RetinaNet, build_model
 from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 from torch import Tensor
 from torch.profiler import record_function
@@ -230,21 +231,22 @@ class ZoomInNet(RetinaNet):
 
 
 def distillation_loss(pairs: DistillationPairs) -> Tensor:
-    """Sum over level pairs of the position-aware L2 loss (Eq. 21) on the key positions."""
+    """Sum over level pairs of the position-aware L2 loss (Eq. 21) on the key positions.
+
+    With several training processes each level's normaliser is the mean key-position count
+    per process, so that DDP's gradient average equals the gradient of the loss over the whole
+    batch (and the loss averaged over processes equals that loss)."""
     with record_function("zoominnet.distill_loss"):
+        normalisers = [None] * len(pairs.masks)
+        world = comm.get_world_size()
+        if world > 1:
+            counts = torch.stack([m.sum() for m in pairs.masks]).float()
+            torch.distributed.all_reduce(counts)
+            normalisers = list(counts / world)
         total = 0.0
-        for t, s, mask in zip(pairs.teacher, pairs.student, pairs.masks):
-            total = total + position_aware_l2(t, s, mask)
+        for t, s, mask, n in zip(pairs.teacher, pairs.student, pairs.masks, normalisers):
+            total = total + position_aware_l2(t, s, mask, n)
         return total
-
-
-def student_config(cfg):
-    """A copy of ``cfg`` without the teacher."""
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.MODEL.ZOOMIN.TEACHER.CONFIG_FILE = ""
-    cfg.freeze()
-    return cfg
 
 
 def attach_configured_teacher(model: ZoomInNet, cfg) -> ZoomInNet:
