@@ -23,9 +23,9 @@ from torch import nn
 
 from zoominnet_d2 import add_zoominnet_config
 from zoominnet_d2.data.visdrone import register_visdrone_split
+from zoominnet_d2.engine.feature_hook import FeatureVisualizationHook
 from zoominnet_d2.modeling import build_model_with_teacher
 from zoominnet_d2.visualization import (
-    FeatureVisualizationHook,
     collect_distillation_maps,
     display_size,
     draw_feature_panels,

@@ -13,7 +13,7 @@ from ..checkpoint import SafeDetectionCheckpointer
 from ..data.cross_scale_mapper import ZoomInDatasetMapper
 from ..evaluation import build_evaluator
 from ..modeling import attach_configured_teacher
-from ..visualization import FeatureVisualizationHook
+from .feature_hook import FeatureVisualizationHook
 from .ddp import cpu_capable_ddp
 from .hooks import StopOnNonFiniteLoss
 

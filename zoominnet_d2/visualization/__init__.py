@@ -5,8 +5,8 @@
 - :mod:`.rendering`: heatmaps, mask overlays and ground truth (Detectron2's ``Visualizer``);
 - :mod:`.panels`: :func:`draw_feature_panels`, the full-size pictures and the level panels.
 
-The TensorBoard hook is :class:`zoominnet_d2.engine.feature_hook.FeatureVisualizationHook`;
-it is also importable from here.
+The TensorBoard hook that draws them during training is
+:class:`zoominnet_d2.engine.feature_hook.FeatureVisualizationHook`.
 """
 from .inputs import load_image_dict, visualization_mapper
 from .introspection import collect_distillation_maps, unwrap_model
@@ -17,7 +17,6 @@ from .rendering import mask_to_image, overlay_heatmap, overlay_mask
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "DEFAULT_TILE_SIZE",
-    "FeatureVisualizationHook",
     "MASK_COLOR",
     "PANEL_KINDS",
     "collect_distillation_maps",
@@ -33,11 +32,3 @@ __all__ = [
     "visualization_mapper",
 ]
 
-
-def __getattr__(name: str):
-    # Imported on first use: the engine package imports this one (its trainer uses the hook).
-    if name == "FeatureVisualizationHook":
-        from ..engine.feature_hook import FeatureVisualizationHook
-
-        return FeatureVisualizationHook
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
