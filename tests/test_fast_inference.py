@@ -12,7 +12,7 @@ from detectron2.structures import Boxes
 
 from deploy_helpers import synthetic_images, tiny_cfg, tiny_student
 from zoominnet_d2.modeling import fast_inference
-from zoominnet_d2.modeling.fast_inference import _distinct_top_candidates, decode_per_level, with_fast_decoding
+from zoominnet_d2.modeling.fast_inference import _distinct_top_candidates, decode_per_level, with_detectron2_decoding
 
 COCODER = Box2BoxTransform(weights=(1.0, 1.0, 1.0, 1.0))
 
@@ -88,11 +88,11 @@ def same_model_detections(config, scale, topk, pictures, monkeypatch) -> int:
     model = tiny_student(cfg, seed=7)
     with torch.no_grad():
         model.head.cls_score.weight.mul_(scale)
-        fast = with_fast_decoding(model)
+        reference = with_detectron2_decoding(model)
         for image in pictures:
-            expected = model([{"image": image}])[0]["instances"]
+            expected = reference([{"image": image}])[0]["instances"]
             assert len(expected) > 0
-            assert_identical(expected, fast([{"image": image}])[0]["instances"])
+            assert_identical(expected, model([{"image": image}])[0]["instances"])
     return sum(taken)
 
 

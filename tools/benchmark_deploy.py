@@ -44,7 +44,7 @@ from zoominnet_d2.deploy import build_predictor, build_student, export_student, 
 from zoominnet_d2.deploy.graph import split_outputs
 from zoominnet_d2.deploy.postprocess import DecodeSettings, detect
 from zoominnet_d2.deploy.runtimes import OnnxRuntimeGraph, TorchScriptGraph
-from zoominnet_d2.modeling.fast_inference import with_fast_decoding
+from zoominnet_d2.modeling.fast_inference import with_detectron2_decoding
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_FRAMES = REPO.parent / "shared/data/visdrone_real/train/images"
@@ -168,23 +168,23 @@ def _measure(workdir: str, size: int, threads, repeats: int, num_frames: int, mo
         if name in ("SNet", "SNet + LA"):  # the BENCHMARKS.md case: random weights as built
             torch.manual_seed(0)
             saturated = build_student(cfg)
-            runners[(f"{name} (saturated)", "eager", 1)] = eager_runner(saturated)
-            runners[(f"{name} (saturated)", "eager, fast decoding", 1)] = eager_runner(with_fast_decoding(saturated))
-            profiles[f"{name} (saturated)"] = profile_groups(saturated, image)
+            runners[(f"{name} (saturated)", "eager", 1)] = eager_runner(with_detectron2_decoding(saturated))
+            runners[(f"{name} (saturated)", "eager, fast decoding", 1)] = eager_runner(saturated)
+            profiles[f"{name} (saturated)"] = profile_groups(with_detectron2_decoding(saturated), image)
         torch.manual_seed(0)
         model = build_student(cfg)
         calibrate_scores(model, image, *TRAINED_LOGITS)
-        profiles[name] = profile_groups(model, image)
+        profiles[name] = profile_groups(with_detectron2_decoding(model), image)
         if name in ("SNet", "SNet + LA"):
-            profiles[f"{name}, fast decoding"] = profile_groups(with_fast_decoding(model), image)
+            profiles[f"{name}, fast decoding"] = profile_groups(model, image)
         files[name] = {fmt: os.path.join(workdir, f"{name}.{fmt}") for fmt in ("onnx", "torchscript", "pth")}
         for fmt, path in files[name].items():
             export_student(model, fmt, path, size)
         settings = DecodeSettings.from_config(cfg)
         scripted = TorchScriptGraph(files[name]["torchscript"])
         for n in threads:
-            runners[(name, "eager", n)] = eager_runner(model)
-            runners[(name, "eager, fast decoding", n)] = eager_runner(with_fast_decoding(model))
+            runners[(name, "eager", n)] = eager_runner(with_detectron2_decoding(model))
+            runners[(name, "eager, fast decoding", n)] = eager_runner(model)
             runners[(name, "TorchScript", n)] = exported_runner(scripted, settings, size)
             onnx = OnnxRuntimeGraph(files[name]["onnx"], num_threads=n)
             runners[(name, "ONNX Runtime", n)] = exported_runner(onnx, settings, size)

@@ -32,13 +32,8 @@ def load_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
 
 
 def build_student(cfg: CfgNode) -> nn.Module:
-    """The student of ``cfg`` with random weights, in eval mode; no file is read."""
-    cfg = cfg.clone()
-    cfg.defrost()
-    # Until the modeling redesign lands, ZoomInNet.from_config builds (and reads) the teacher
-    # named here; the student alone needs none. (zoominnet_d2.modeling.student_config did
-    # this; after the redesign build_model never reads a teacher and this line is a no-op.)
-    cfg.MODEL.ZOOMIN.TEACHER.CONFIG_FILE = ""
+    """The student of ``cfg`` with random weights, in eval mode; no file is read (a CSKD
+    config's teacher is attached only for training)."""
     return build_model(cfg).eval()
 
 

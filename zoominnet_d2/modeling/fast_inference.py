@@ -13,15 +13,17 @@ SNet + LA a level has 4x the anchors of SNet's, so 4x the scores to sort.
   ``tools/benchmark_deploy.py``). When the k largest scores are all above the threshold
   and distinct, they *are* the reference's candidates in the reference's order (any sort
   orders distinct values alike), so only they are gathered and sorted;
-- otherwise (fewer candidates than k, or equal scores among the k largest, whose order in the
-  reference depends on its unstable sort of all candidates) it runs the reference's steps on
-  the same values in the same order, with one ``nonzero`` pass instead of two.
+- otherwise (fewer candidates than k, or equal scores among the k largest, whose order
+  depends on how the installed Detectron2 ranks all candidates: v0.6 sorts them, main takes
+  ``topk``) it calls that very method.
 """
 import copy
+from types import SimpleNamespace
 from typing import Tuple
 
 import torch
 from detectron2.modeling.box_regression import Box2BoxTransform
+from detectron2.modeling.meta_arch.dense_detector import DenseDetector
 from detectron2.structures import Boxes, Instances
 from torch import Tensor
 
@@ -53,10 +55,12 @@ def decode_per_level(
     flat = pred_scores.reshape(-1)
     flat_idxs = _distinct_top_candidates(flat, score_thresh, topk_candidates)
     if flat_idxs is None:
-        flat_idxs = torch.nonzero(flat > score_thresh).squeeze(1)
-    # The reference's sort, on the reference's values in the reference's (ascending) order.
-    scores, order = flat[flat_idxs].sort(descending=True)
-    scores, flat_idxs = scores[:topk_candidates], flat_idxs[order[:topk_candidates]]
+        # Detectron2's own method; it reads nothing of its detector but the box coder.
+        holder = SimpleNamespace(box2box_transform=box2box_transform)
+        return DenseDetector._decode_per_level_predictions(
+            holder, anchors, pred_scores, pred_deltas, score_thresh, topk_candidates, image_size)
+    scores, order = flat[flat_idxs].sort(descending=True)  # distinct values: one order
+    flat_idxs = flat_idxs[order]
     num_classes = pred_scores.shape[1]
     anchor_idxs, class_idxs = flat_idxs // num_classes, flat_idxs % num_classes
     boxes = box2box_transform.apply_deltas(pred_deltas[anchor_idxs], anchors.tensor[anchor_idxs])
@@ -86,9 +90,10 @@ class FastDecodeMixin:
                                 score_thresh, topk_candidates, image_size)
 
 
-def with_fast_decoding(model):
-    """A shallow copy of ``model`` (the same modules and weights) that decodes with
-    :class:`FastDecodeMixin`, for comparing both decodings on one model."""
-    fast = copy.copy(model)
-    fast.__class__ = type(f"FastDecoding{type(model).__name__}", (FastDecodeMixin, type(model)), {})
-    return fast
+def with_detectron2_decoding(model):
+    """A shallow copy of ``model`` (the same modules and weights) that decodes with Detectron2's
+    own ``DenseDetector._decode_per_level_predictions``, for comparing both decodings."""
+    reference = copy.copy(model)
+    reference.__class__ = type(f"Detectron2Decoding{type(model).__name__}", (type(model),),
+                               {"_decode_per_level_predictions": DenseDetector._decode_per_level_predictions})
+    return reference
