@@ -209,7 +209,11 @@ def render(result: dict) -> List[str]:
     """Markdown lines of ``measure``'s result."""
     clocks = {clock: {tuple(k.split(" | ")): v for k, v in result[clock].items()} for clock in ("latency", "cpu")}
     get = lambda model, rt, n, clock="latency": clocks[clock][(model, rt, str(n))]  # noqa: E731
-    lines = [f"Measured {result['date']} on {result['machine']}; load average "
+    lines = ["## Deployment: latency per runtime", "",
+             "Per-image latency of the student (preprocessing, network, decoding, NMS) in PyTorch "
+             "eager, TorchScript and ONNX Runtime, R50 configs with random weights (the classifier "
+             "scaled to a trained model's logits).", "",
+             f"Measured {result['date']} on {result['machine']}; load average "
              f"{result['load'][0][0]:.2f} at the start, {result['load'][1][0]:.2f} at the end; "
              f"median of {result['repeats']} interleaved rounds; {result['size']}x{result['size']} input.", "",
              "| model | threads | " + " | ".join(f"{rt} (ms)" for rt in RUNTIMES)

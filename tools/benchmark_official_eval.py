@@ -99,7 +99,7 @@ def measure(repeats: int = 3, num_images: int = IMAGES) -> Dict:
 def render(result: Dict) -> List[str]:
     """Markdown lines of a :func:`measure` result."""
     return [
-        "### Official VisDrone-DET metrics (toolkit protocol)",
+        "## Official VisDrone-DET metrics: evaluation speed",
         "",
         f"{result['images']} images x {result['objects_per_image']} objects x "
         f"{result['detections_per_image']} detections (VisDrone val at the toolkit's cap), "
