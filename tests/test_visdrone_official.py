@@ -208,5 +208,5 @@ def test_benchmark_module_measures_and_renders():
     assert result["images"] == 3 and result["seconds_in_memory"] > 0
     assert 0 < result["AP"] < 100
     lines = benchmark_official_eval.render(result)
-    assert lines[0].startswith("### Official VisDrone-DET metrics")
+    assert lines[0].startswith("## Official VisDrone-DET metrics")
     assert any(line.startswith("| `evaluate_official`") for line in lines)
