@@ -95,12 +95,12 @@ def train(args, out: Path) -> None:
 
 def evaluate(args, out: Path) -> None:
     """Evaluate every trained model of ``out`` on the frames of ``--eval-images``."""
-    from zoominnet_d2.data.sequence_split import link_split
+    from zoominnet_d2.data.sequence_split import IMAGE_EXTENSIONS, link_split
 
     images, annotations = Path(args.eval_images), Path(args.eval_annotations)
     name = eval_name(images)
     frames = {p.stem: (p, annotations / f"{p.stem}.txt") for p in sorted(images.iterdir())
-              if p.suffix.lower() in (".jpg", ".jpeg", ".png")}
+              if p.suffix.lower() in IMAGE_EXTENSIONS}
     missing = [str(a) for _, a in frames.values() if not a.is_file()]
     if not frames or missing:
         raise SystemExit(f"--eval-annotations: no annotation file for {missing[:3]}" if missing
