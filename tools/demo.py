@@ -32,10 +32,10 @@ from experiment import (REPO, Stage, collect_row, cpu_ms_per_image, detections_f
                         merge_seeds, run_stages, write_results)
 
 STAGES = [
-    Stage("tnet", "configs/synth/tnet.yaml", "TNet (2x image)", 2.1),
+    Stage("tnet", "configs/synth/tnet.yaml", "TNet (2x image)", 1.9),
     Stage("snet", "configs/synth/snet.yaml", "SNet (1x image)", 1.0),
-    Stage("la", "configs/synth/la.yaml", "SNet + LA", 1.3),
-    Stage("cskd_la", "configs/synth/cskd_la.yaml", "SNet + LA + CSKD", 2.0),
+    Stage("la", "configs/synth/la.yaml", "SNet + LA", 1.4),
+    Stage("cskd_la", "configs/synth/cskd_la.yaml", "SNet + LA + CSKD", 2.2),
 ]
 DATASET = "synthdrone_val"
 TAG = "demo"

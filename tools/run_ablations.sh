@@ -34,7 +34,7 @@ if [ ! -f "$OUT/weak_teach_eval/inference/synthdrone_val/visdrone_metrics.json" 
   "$PY" train_net.py --config-file configs/synth/tnet.yaml --eval-only \
     MODEL.WEIGHTS "$SEEDS/seed_0/tnet/model_0000199.pth" OUTPUT_DIR "$OUT/weak_teach_eval" > "$OUT/weak_teach_eval.log" 2>&1
 fi
-LONG=(SOLVER.MAX_ITER 1200 SOLVER.STEPS "(800, 1060)" SOLVER.CHECKPOINT_PERIOD 400)
+LONG=(SOLVER.MAX_ITER 1800 SOLVER.STEPS "(1200, 1580)" SOLVER.CHECKPOINT_PERIOD 900)
 run la_2x configs/synth/la.yaml "${LONG[@]}" &
 run cskd_la_2x configs/synth/cskd_la.yaml MODEL.ZOOMIN.TEACHER.WEIGHTS "$TEACHER" "${LONG[@]}" &
 wait
