@@ -18,6 +18,8 @@ from detectron2.modeling.meta_arch.retinanet import RetinaNetHead
 from detectron2.structures import Boxes
 from torch import Tensor
 
+from .subpixel import conv3x3_of_upsampled
+
 
 class ZoomInRetinaNetHead(RetinaNetHead):
     """RetinaNet head that can upsample its tower outputs before the final convs and that
@@ -25,6 +27,11 @@ class ZoomInRetinaNetHead(RetinaNetHead):
 
     With ``upsample=1`` and ``with_towers=False`` it computes exactly what
     :class:`RetinaNetHead` computes.
+
+    In eval mode with ``upsample == 2`` the final convs run on the 1x grid as sub-pixel
+    convolutions (:mod:`.subpixel`): the same outputs, 16/36 of their multiply-adds, no
+    upsampled towers. Set ``subpixel_inference = False`` for the upsample-then-conv form the
+    paper's GFLOPs count.
 
     Args:
         upsample: the prediction grid's cells per feature-map cell along each axis
@@ -38,6 +45,7 @@ class ZoomInRetinaNetHead(RetinaNetHead):
         super().__init__(**kwargs)
         self.upsample = upsample
         self.with_towers = with_towers
+        self.subpixel_inference = True
 
     @classmethod
     def from_config(cls, cfg, input_shape, upsample: int = 1, with_towers: bool = False):
@@ -67,7 +75,17 @@ class ZoomInRetinaNetHead(RetinaNetHead):
         with ``with_towers``, [logits, bbox_reg, towers] as :meth:`forward_with_towers`."""
         if self.with_towers and self.training:
             return list(self.forward_with_towers(features))
+        if self.upsample == 2 and self.subpixel_inference and not self.training:
+            return self._predict_subpixel(features)
         return self._predict(self._towers(features))
+
+    def _predict_subpixel(self, features: List[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
+        """:meth:`_predict` of the upsampled towers, computed on the 1x towers."""
+        logits, bbox_reg = [], []
+        for f in features:
+            logits.append(conv3x3_of_upsampled(self.cls_subnet(f), self.cls_score))
+            bbox_reg.append(conv3x3_of_upsampled(self.bbox_subnet(f), self.bbox_pred))
+        return logits, bbox_reg
 
     def _towers(self, features: List[Tensor]) -> List[Tuple[Tensor, Tensor]]:
         """Per level, the (cls, box) tower outputs, upsampled: each (N, C', u*Hi, u*Wi)."""
