@@ -41,16 +41,52 @@ def test_refuses_other_convs():
         conv3x3_of_upsampled(torch.zeros(1, 4, 3, 3), nn.Conv2d(4, 4, 1))
 
 
-def test_la_student_detections_unchanged():
-    cfg = tiny_cfg("configs/synth/la.yaml")
-    model = tiny_student(cfg).eval()
-    assert model.head.upsample == 2
+@pytest.mark.parametrize("config", ["configs/synth/la.yaml", "configs/synth/cskd_la.yaml"])
+def test_la_student_detections_unchanged(config):
+    cfg = tiny_cfg(config)
+    fast_cfg = tiny_cfg(config, "MODEL.ZOOMIN.SUBPIXEL_INFERENCE", "True")
+    reference, fast = tiny_student(cfg).eval(), tiny_student(fast_cfg).eval()
+    assert not reference.head.subpixel_inference and fast.head.subpixel_inference
     images = synthetic_images(2, cfg.INPUT.SQUARE_SIZE, seed=1)
     inputs = [{"image": torch.as_tensor(i.transpose(2, 0, 1).copy())} for i in images]
     with torch.no_grad():
-        fast = model(inputs)
-        model.head.subpixel_inference = False
-        reference = model(inputs)
-    for ref, out in zip(reference, fast):
+        expected, actual = reference(inputs), fast(inputs)
+    for ref, out in zip(expected, actual):
         assert len(ref["instances"]) > 10
         assert_same_detections(ref["instances"], out["instances"])
+
+
+def test_training_and_flop_counts_keep_the_upsampled_form():
+    """Training losses do not depend on the key (the paper's form is trained), and GFLOPs
+    count the paper's form."""
+    import sys
+    from pathlib import Path
+
+    from detectron2.utils.events import EventStorage
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    try:
+        from count_flops import count_gflops, load_config
+    finally:
+        sys.path.pop(0)
+    on = load_config("configs/synth/la.yaml", ["MODEL.ZOOMIN.SUBPIXEL_INFERENCE", "True"])
+    assert count_gflops(on, 128) == count_gflops(load_config("configs/synth/la.yaml"), 128)
+    image = synthetic_images(1, 128, seed=2)[0]
+    batch = [{"image": torch.as_tensor(image.transpose(2, 0, 1).copy()), "instances": _instances()}]
+    losses = []
+    for value in ("True", "False"):
+        model = tiny_student(tiny_cfg("configs/synth/la.yaml", "MODEL.ZOOMIN.SUBPIXEL_INFERENCE", value)).train()
+        with EventStorage():
+            losses.append(model(batch))
+    with_key, without = losses
+    for name in with_key:
+        assert torch.equal(with_key[name], without[name]), name
+
+
+def _instances():
+    from detectron2.structures import Boxes, Instances
+
+    inst = Instances((128, 128))
+    inst.gt_boxes = Boxes(torch.tensor([[10.0, 10.0, 30.0, 40.0], [60.0, 50.0, 70.0, 58.0]]))
+    inst.gt_classes = torch.tensor([0, 3])
+    return inst

@@ -39,10 +39,11 @@ class DenseForward(nn.Module):
 
 def count_gflops(cfg, size: int) -> float:
     """Student GFLOPs (multiply-adds / 1e9) for one ``size`` x ``size`` image."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    # The paper's accounting of LA: the final convs on the upsampled 2x grid.
+    cfg.MODEL.ZOOMIN.SUBPIXEL_INFERENCE = False
     model = build_model(cfg).eval()
-    if hasattr(model.head, "subpixel_inference"):
-        # The paper's accounting of LA: the final convs on the upsampled 2x grid.
-        model.head.subpixel_inference = False
     flops = FlopCountAnalysis(DenseForward(model), torch.zeros(1, 3, size, size))
     flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     return flops.total() / 1e9

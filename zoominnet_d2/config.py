@@ -33,6 +33,13 @@ def add_zoominnet_config(cfg: CN) -> CN:
     # which the final convs sit). The paper does not say; "fpn" follows FGFI and the paper's
     # Figure 3 (distillation between the feature pyramids).
     _C.MODEL.ZOOMIN.DISTILL_FEATURES = "fpn"
+    # LA at inference: compute the final convs of the 2x-upsampled towers as sub-pixel convs on
+    # the 1x grid (the same outputs, 16/36 of their multiply-adds, no upsampled copy;
+    # zoominnet_d2/modeling/subpixel.py). Faster where the head is wide (R50, 256 channels:
+    # SNet + LA / SNet CPU time 1.06 instead of 1.11 at 512 px), slower for the slim CPU
+    # models (32 channels: 26.5 instead of 22.8 ms at 128 px). Training and GFLOPs counts
+    # always use the upsample-then-conv form.
+    _C.MODEL.ZOOMIN.SUBPIXEL_INFERENCE = False
     # Weight of the position-aware L2 loss, lambda_distill in Eq. 22 (paper: 0.01).
     _C.MODEL.ZOOMIN.DISTILL_WEIGHT = 0.01
 

@@ -28,29 +28,29 @@ class ZoomInRetinaNetHead(RetinaNetHead):
     With ``upsample=1`` and ``with_towers=False`` it computes exactly what
     :class:`RetinaNetHead` computes.
 
-    In eval mode with ``upsample == 2`` the final convs run on the 1x grid as sub-pixel
-    convolutions (:mod:`.subpixel`): the same outputs, 16/36 of their multiply-adds, no
-    upsampled towers. Set ``subpixel_inference = False`` for the upsample-then-conv form the
-    paper's GFLOPs count.
-
     Args:
         upsample: the prediction grid's cells per feature-map cell along each axis
             (``CrossScaleGeometry.grid_upsample``).
         with_towers: in training, also return the tower outputs (``forward`` gives
             [logits, bbox_reg, towers]); in eval mode never.
+        subpixel_inference: in eval mode with ``upsample == 2``, run the final convs on the
+            1x grid as sub-pixel convolutions (:mod:`.subpixel`): the same outputs, 16/36 of
+            their multiply-adds, no upsampled towers (``MODEL.ZOOMIN.SUBPIXEL_INFERENCE``).
     """
 
     @configurable
-    def __init__(self, *, upsample: int = 1, with_towers: bool = False, **kwargs):
+    def __init__(self, *, upsample: int = 1, with_towers: bool = False, subpixel_inference: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.upsample = upsample
         self.with_towers = with_towers
-        self.subpixel_inference = True
+        self.subpixel_inference = subpixel_inference
 
     @classmethod
     def from_config(cls, cfg, input_shape, upsample: int = 1, with_towers: bool = False):
         ret = super().from_config(cfg, input_shape)
-        ret.update(upsample=upsample, with_towers=with_towers)
+        ret.update(upsample=upsample, with_towers=with_towers,
+                   subpixel_inference=cfg.MODEL.ZOOMIN.SUBPIXEL_INFERENCE)
         return ret
 
     def forward_with_towers(

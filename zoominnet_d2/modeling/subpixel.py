@@ -9,7 +9,7 @@ phase) and a pixel shuffle give the same values, up to floating-point summation 
 16 instead of 36 multiply-adds per input pixel and no upsampled copy of the towers.
 
 The paper's GFLOPs (Table 3) count the upsample-then-conv form; ``tools/count_flops.py``
-counts that form (``ZoomInRetinaNetHead.subpixel_inference = False``).
+counts that form; ``MODEL.ZOOMIN.SUBPIXEL_INFERENCE`` turns this one on for inference.
 """
 import torch
 import torch.nn.functional as F
