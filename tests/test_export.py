@@ -25,11 +25,13 @@ def load_tool(name):
     return module
 
 
-@pytest.fixture(scope="module", params=["la", "fa", "snet"])
+@pytest.fixture(scope="module", params=["la", "la subpixel", "fa", "snet"])
 def exported(request, tmp_path_factory):
-    """(cfg, {backend: predictor}) for a tiny student of configs/synth/<param>.yaml."""
-    tmp = tmp_path_factory.mktemp(request.param)
-    cfg = tiny_cfg(f"configs/synth/{request.param}.yaml")
+    """(cfg, {backend: predictor}) for a tiny student of configs/synth/<name>.yaml ("la
+    subpixel": with MODEL.ZOOMIN.SUBPIXEL_INFERENCE, as configs/la.yaml)."""
+    name, *variant = request.param.split()
+    tmp = tmp_path_factory.mktemp(name)
+    cfg = tiny_cfg(f"configs/synth/{name}.yaml", *(["MODEL.ZOOMIN.SUBPIXEL_INFERENCE", "True"] if variant else []))
     weights = save_tiny_student(cfg, tmp / "student.pth")
     model = load_student(cfg, weights)
     predictors = {"torch": build_predictor(cfg, "torch", weights=weights)}
