@@ -78,7 +78,8 @@ def train_env(dataset_root: str) -> Dict[str, str]:
     # (the configs' DATALOADER.NUM_WORKERS 0): on 2 cores a step of the synthetic SNet / TNet
     # took 0.097 / 0.245 s against 0.154 / 0.418 s with one thread and one loader worker
     # (SNet with one worker and 2 threads: 0.126 s; 2026-12-02).
-    return dict(os.environ, DETECTRON2_DATASETS=dataset_root, OMP_NUM_THREADS=str(len(os.sched_getaffinity(0))))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return dict(os.environ, DETECTRON2_DATASETS=dataset_root, OMP_NUM_THREADS=str(cores))
 
 
 def run_stages(stages: Sequence[Stage], out: str, seed: int, force: bool, dataset_root: str, dataset: str,

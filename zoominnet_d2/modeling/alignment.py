@@ -18,7 +18,7 @@ from detectron2.modeling.meta_arch.retinanet import RetinaNetHead
 from detectron2.structures import Boxes
 from torch import Tensor
 
-from .subpixel import conv3x3_of_upsampled
+from .subpixel import check_conv, phase_conv, phase_kernels
 
 
 class ZoomInRetinaNetHead(RetinaNetHead):
@@ -80,11 +80,13 @@ class ZoomInRetinaNetHead(RetinaNetHead):
         return self._predict(self._towers(features))
 
     def _predict_subpixel(self, features: List[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
-        """:meth:`_predict` of the upsampled towers, computed on the 1x towers."""
-        logits, bbox_reg = [], []
-        for f in features:
-            logits.append(conv3x3_of_upsampled(self.cls_subnet(f), self.cls_score))
-            bbox_reg.append(conv3x3_of_upsampled(self.bbox_subnet(f), self.bbox_pred))
+        """:meth:`_predict` of the upsampled towers, computed on the 1x towers (the phase
+        kernels once per call, shared by the levels)."""
+        check_conv(self.cls_score)
+        check_conv(self.bbox_pred)
+        cls_kernels, box_kernels = phase_kernels(self.cls_score.weight), phase_kernels(self.bbox_pred.weight)
+        logits = [phase_conv(self.cls_subnet(f), cls_kernels, self.cls_score.bias) for f in features]
+        bbox_reg = [phase_conv(self.bbox_subnet(f), box_kernels, self.bbox_pred.bias) for f in features]
         return logits, bbox_reg
 
     def _towers(self, features: List[Tensor]) -> List[Tuple[Tensor, Tensor]]:

@@ -11,6 +11,8 @@ phase) and a pixel shuffle give the same values, up to floating-point summation 
 The paper's GFLOPs (Table 3) count the upsample-then-conv form; ``tools/count_flops.py``
 counts that form; ``MODEL.ZOOMIN.SUBPIXEL_INFERENCE`` turns this one on for inference.
 """
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,6 +36,32 @@ def phase_kernels(weight: Tensor) -> Tensor:
     return torch.einsum("api,ocij,bqj->abocpq", rows, weight, rows)
 
 
+def check_conv(conv: nn.Conv2d) -> None:
+    """Refuse a conv that the phase decomposition does not cover."""
+    if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) or conv.groups != 1 \
+            or conv.dilation != (1, 1):
+        raise ValueError(f"needs a 3x3, stride 1, padding 1, ungrouped conv; got {conv}")
+
+
+def phase_conv(x: Tensor, kernels: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """The four phase convolutions of ``kernels`` (from :func:`phase_kernels`) on ``x``,
+    interleaved into the 2x grid.
+
+    Args:
+        x: (N, C, H, W).
+
+    Returns:
+        (N, O, 2H, 2W).
+    """
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1))
+    phases = [F.conv2d(padded[:, :, a:a + h + 1, b:b + w + 1], kernels[a, b], bias)
+              for a in (0, 1) for b in (0, 1)]
+    # (N, O, 4, H, W) -> channels o * 4 + 2a + b, the layout pixel_shuffle interleaves.
+    stacked = torch.stack(phases, dim=2).flatten(1, 2)
+    return F.pixel_shuffle(stacked, 2)
+
+
 def conv3x3_of_upsampled(x: Tensor, conv: nn.Conv2d) -> Tensor:
     """``conv(F.interpolate(x, scale_factor=2, mode="nearest"))`` for a 3x3, stride-1,
     padding-1, ungrouped ``conv``, computed on the 1x grid.
@@ -44,14 +72,5 @@ def conv3x3_of_upsampled(x: Tensor, conv: nn.Conv2d) -> Tensor:
     Returns:
         (N, O, 2H, 2W).
     """
-    if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) or conv.groups != 1 \
-            or conv.dilation != (1, 1):
-        raise ValueError(f"needs a 3x3, stride 1, padding 1, ungrouped conv; got {conv}")
-    h, w = x.shape[-2:]
-    kernels = phase_kernels(conv.weight)
-    padded = F.pad(x, (1, 1, 1, 1))
-    phases = [F.conv2d(padded[:, :, a:a + h + 1, b:b + w + 1], kernels[a, b], conv.bias)
-              for a in (0, 1) for b in (0, 1)]
-    # (N, O, 4, H, W) -> channels o * 4 + 2a + b, the layout pixel_shuffle interleaves.
-    stacked = torch.stack(phases, dim=2).flatten(1, 2)
-    return F.pixel_shuffle(stacked, 2)
+    check_conv(conv)
+    return phase_conv(x, phase_kernels(conv.weight), conv.bias)
