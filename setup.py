@@ -15,7 +15,10 @@ setup(
         "detectron2>=0.6",
         "fvcore>=0.1.5,<0.1.6",
         "pycocotools>=2.0.2",
-        "opencv-python-headless>=4.5",
+        # opencv-python, not -headless: SAHI requires it, and both install the same cv2.
+        "opencv-python>=4.5",
+        # Sliced inference (zoominnet_d2/deploy/sahi_model.py, tools/alternatives.py).
+        "sahi>=0.11",
         "numpy>=1.21",
         "Pillow>=8.0",
         "tqdm>=4.29",

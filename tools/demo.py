@@ -11,6 +11,9 @@ Stages, each reused when its output is complete (``--force`` redoes them):
 3. ``snet``: the student baseline at 1x (128 px);
 4. ``la``: the student with layer adaption, no distillation;
 5. ``cskd_la``: the student with LA distilled from the teacher (AKDP + position-aware L2);
+6. the alternatives a user weighs (``tools/alternatives.py``; ``--no-alternatives`` leaves them
+   out): TNet fine-tuned at 1x with the paper's two learning-rate settings, SNet tested at 2x,
+   SNet on SAHI slices at 2x without and with the full-image pass;
 
 every model trained with the same schedule (``configs/synth/``) and evaluated on
 ``synthdrone_val``; then a Table 3-like ``results.md`` / ``results.json`` (GFLOPs, mAP, AP_S,
@@ -18,7 +21,8 @@ AP_M, AP_L, AR_S, CPU ms per image), the feature-map pictures of the distilled s
 paper's result pictures from each stage's saved detections: ``pr_curves.png`` (precision-recall
 at IoU 0.5 for small, medium and all objects, Figure 10) and ``detections/<image>.png`` for the
 first ``NUM_PICTURES`` val images in stem order (ground truth, SNet + LA, SNet + LA + CSKD and
-TNet at one score threshold, Figure 11).
+TNet at one score threshold, Figure 11), and ``frontier.png`` (mAP and AP_S against GFLOPs and
+CPU ms of every row, with the Pareto front).
 """
 import argparse
 import os
@@ -28,14 +32,15 @@ from typing import Dict, List
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from alternatives import FINETUNE_STAGES, evaluate_test_time_rows, test_time_predictors  # noqa: E402
 from experiment import (REPO, Stage, collect_row, cpu_ms_per_image, detections_file, log,  # noqa: E402
-                        merge_seeds, run_stages, write_results)
+                        merge_seeds, run_stages, stage_predictors, write_results)
 
 STAGES = [
     Stage("tnet", "configs/synth/tnet.yaml", "TNet (2x image)", 1.9),
     Stage("snet", "configs/synth/snet.yaml", "SNet (1x image)", 1.0),
     Stage("la", "configs/synth/la.yaml", "SNet + LA", 1.4),
-    Stage("cskd_la", "configs/synth/cskd_la.yaml", "SNet + LA + CSKD", 2.2),
+    Stage("cskd_la", "configs/synth/cskd_la.yaml", "SNet + LA + CSKD", 2.2, teacher_as="MODEL.ZOOMIN.TEACHER.WEIGHTS"),
 ]
 DATASET = "synthdrone_val"
 TAG = "demo"
@@ -44,16 +49,26 @@ NUM_PICTURES = 3
 SCORE_THRESHOLD = 0.3  # the same for every model in the detection pictures
 
 
-def run_pipeline(out: str, seed: int, force: bool, stage_names: List[str], dataset_root: str) -> List[Dict]:
-    """Train and evaluate the stages of one seed in ``out``; their table rows with CPU times."""
+def run_pipeline(out: str, seed: int, force: bool, stage_names: List[str], dataset_root: str,
+                 alternatives: bool) -> List[Dict]:
+    """Train and evaluate the stages of one seed in ``out`` and, with ``alternatives``, the
+    alternatives' rows (``tools/alternatives.py``; they need TNet and SNet); the table rows
+    with CPU times."""
     stages = [s for s in STAGES if s.name in stage_names]
-    run_stages(stages, out, seed, force, dataset_root, DATASET, TAG)
-    rows = []
-    for stage in stages:
-        rows.append(collect_row(stage, os.path.join(out, stage.name), DATASET))
-        log(TAG, f"{stage.name}: " + ", ".join(f"{k} {v}" for k, v in rows[-1].items() if k not in ("model", "stage")))
+    alternatives = alternatives and {"tnet", "snet"} <= set(stage_names)
+    trained = stages + (FINETUNE_STAGES if alternatives else [])
+    run_stages(trained, out, seed, force, dataset_root, DATASET, TAG)
+    rows = [collect_row(stage, os.path.join(out, stage.name), DATASET) for stage in trained]
+    predictors = stage_predictors(trained, {s.name: os.path.join(out, s.name) for s in trained})
+    if alternatives:
+        snet, tnet = (next(s for s in STAGES if s.name == name) for name in ("snet", "tnet"))
+        extra = test_time_predictors(snet, os.path.join(out, "snet"), tnet, os.path.join(out, "tnet"))
+        rows += evaluate_test_time_rows(extra, out, snet, tnet, DATASET, force, TAG)
+        predictors.update(extra)
+    for row in rows:
+        log(TAG, f"{row['stage']}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("model", "stage")))
     log(TAG, "timing inference of all models (round-robin, 1 thread)")
-    times = cpu_ms_per_image(stages, {s.name: os.path.join(out, s.name) for s in stages}, DATASET)
+    times = cpu_ms_per_image(predictors, DATASET)
     for row in rows:
         row["cpu_ms"] = times[row["stage"]]
     return rows
@@ -111,6 +126,8 @@ def main(argv=None) -> None:
     parser.add_argument("--force", action="store_true", help="redo finished stages")
     parser.add_argument("--stages", nargs="+", default=[s.name for s in STAGES],
                         choices=[s.name for s in STAGES], help="subset of training stages")
+    parser.add_argument("--no-alternatives", action="store_true", help="leave out the alternatives' rows "
+                        "(SNet tested at 2x, SAHI slices, TNet fine-tuned at 1x) and frontier.png")
     parser.add_argument("--datasets", default=os.path.join(REPO, "datasets"),
                         help="DETECTRON2_DATASETS root; the synthetic set goes in <root>/synthdrone")
     args = parser.parse_args(argv)
@@ -119,6 +136,7 @@ def main(argv=None) -> None:
     os.chdir(REPO)
     import zoominnet_d2  # noqa: F401  (after DETECTRON2_DATASETS: registers synthdrone_*)
     from zoominnet_d2.data import synthetic
+    from zoominnet_d2.visualization.frontier import plot_frontier
 
     began = time.time()
     log(TAG, "data: synthetic drone dataset")
@@ -127,16 +145,20 @@ def main(argv=None) -> None:
     per_seed = []
     for seed in seeds:
         out = args.output if args.seeds is None else os.path.join(args.output, f"seed_{seed}")
-        per_seed.append(run_pipeline(out, seed, args.force, args.stages, dataset_root))
+        per_seed.append(run_pipeline(out, seed, args.force, args.stages, dataset_root, not args.no_alternatives))
     rows = merge_seeds(per_seed)
     command = ("python tools/demo.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
     notes = [f"Command: `{command}`; seeds {seeds}.",
              f"On `{DATASET}`; GFLOPs by fvcore at the model's input size; CPU ms per image: median over "
              "20 images at batch 1, one thread, models timed round-robin.",
+             "GFLOPs and CPU ms of the sliced rows count every slice (and the full-image pass); CPU ms "
+             "includes the test-time resize, decoding, and SAHI's slicing and merging.",
              f"Pictures (single seed): `pr_curves.png`, `detections/` (the first {NUM_PICTURES} val images, "
-             f"score >= {SCORE_THRESHOLD:g} for every model)."]
+             f"score >= {SCORE_THRESHOLD:g} for every model); `frontier.png`: accuracy against cost of every row."]
     write_results(rows, args.output, "results", "ZoomInNet demo on the synthetic drone dataset", notes,
                   {"command": command, "seeds": seeds})
+    plot_frontier(rows, os.path.join(args.output, "frontier.png"),
+                  f"{DATASET}: accuracy against cost (seeds {', '.join(map(str, seeds))})")
     if args.seeds is None and {"tnet", "cskd_la"} <= set(args.stages):
         draw_features(args.output, dataset_root)
     if args.seeds is None:

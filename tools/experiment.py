@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from datetime import date
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,6 +26,9 @@ class Stage(NamedTuple):
     label: str
     # Relative cost of one iteration (SNet = 1), measured on the 2-core CPU; for the ETA only.
     cost: float
+    # The config key that gets the teacher's ``model_final.pth`` (CSKD: the teacher to distil
+    # from; fine-tuning: the initial weights), or "" for none.
+    teacher_as: str = ""
 
 
 # Table columns: (results.json key, header, visdrone_metrics.json section, key there).
@@ -86,8 +89,8 @@ def run_stages(stages: Sequence[Stage], out: str, seed: int, force: bool, datase
                tag: str, teacher_dir: Optional[str] = None, opts: Sequence[str] = ()) -> None:
     """Train and evaluate each stage in ``out/<name>`` (finished ones reused), with an ETA.
 
-    CSKD stages ("cskd" in the name) distil from ``teacher_dir/model_final.pth``
-    (default ``out/tnet``); ``opts`` are extra config options for every stage."""
+    A stage with ``teacher_as`` gets ``teacher_dir/model_final.pth`` (default ``out/tnet``) in
+    that config key; ``opts`` are extra config options for every stage."""
     os.makedirs(out, exist_ok=True)
     teacher = os.path.join(teacher_dir or os.path.join(out, "tnet"), "model_final.pth")
     done_cost, start = 0.0, time.time()
@@ -105,8 +108,8 @@ def run_stages(stages: Sequence[Stage], out: str, seed: int, force: bool, datase
             hint = "ETA after the first stage"
         log(tag, f"{stage.name}: training {stage.label} ({stage.config}); {hint}")
         args = ["--config-file", stage.config, "OUTPUT_DIR", out_dir, "SEED", str(seed)] + list(opts)
-        if "cskd" in stage.name:
-            args += ["MODEL.ZOOMIN.TEACHER.WEIGHTS", teacher]
+        if stage.teacher_as:
+            args += [stage.teacher_as, teacher]
         began = time.time()
         run_train_net(args, train_env(dataset_root), tag, stage.name, os.path.join(out_dir, "log.txt"))
         log(tag, f"{stage.name}: done in {time.time() - began:.0f} s")
@@ -148,40 +151,40 @@ def input_size(cfg) -> int:
     return max(cfg.INPUT.MIN_SIZE_TRAIN)
 
 
-def cpu_ms_per_image(stages: Sequence[Stage], folders: Dict[str, str], dataset: str, num_images: int = 20,
-                     warmup: int = 3) -> Dict[str, float]:
-    """Median CPU inference time per image (batch 1, one thread) of each stage's model (its
-    ``folders[name]/model_final.pth``) on the first ``num_images`` images of ``dataset``, after
-    ``warmup`` runs on the first one, in ms.
+def stage_predictors(stages: Sequence[Stage], folders: Dict[str, str]) -> Dict[str, Callable]:
+    """{stage name: BGR image -> Instances}: each stage's student (``folders[name]/model_final.pth``)
+    with the config it was trained with."""
+    from zoominnet_d2.deploy.predictor import TorchPredictor
 
-    The models are timed round-robin on the same images (image i on every model, then image
-    i + 1), so that a load change on a shared machine hits them alike.
+    return {s.name: TorchPredictor(trained_config(s, folders[s.name]), os.path.join(folders[s.name], "model_final.pth"))
+            for s in stages}
+
+
+def cpu_ms_per_image(predictors: Dict[str, Callable], dataset: str, num_images: int = 20,
+                     warmup: int = 3) -> Dict[str, float]:
+    """Median CPU time per image (batch 1, one thread) of each predictor (BGR image ->
+    detections: test-time resize, forward, decoding; slicing and merging for sliced ones) on
+    the first ``num_images`` images of ``dataset``, after ``warmup`` runs on the first one, in ms.
+
+    The predictors are timed round-robin on the same images (image i on every one, then
+    image i + 1), so that a load change on a shared machine hits them alike.
     """
     import torch
     from detectron2.data import DatasetCatalog
-    from detectron2.modeling import build_model
-
-    from zoominnet_d2.checkpoint import SafeDetectionCheckpointer
-    from zoominnet_d2.data.cross_scale_mapper import ZoomInDatasetMapper
+    from detectron2.data.detection_utils import read_image
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    models, inputs, times = {}, {}, {s.name: [] for s in stages}
-    dicts = DatasetCatalog.get(dataset)[:num_images]
-    for stage in stages:
-        cfg = trained_config(stage, folders[stage.name])
-        models[stage.name] = build_model(cfg).eval()
-        SafeDetectionCheckpointer(models[stage.name]).load(os.path.join(folders[stage.name], "model_final.pth"))
-        mapper = ZoomInDatasetMapper(cfg, is_train=False)
-        inputs[stage.name] = [mapper(d) for d in dicts]
+    images = [read_image(d["file_name"], format="BGR") for d in DatasetCatalog.get(dataset)[:num_images]]
+    times = {name: [] for name in predictors}
     with torch.no_grad():
-        for name, model in models.items():  # warm-up on the first image
+        for predict in predictors.values():  # warm-up on the first image
             for _ in range(warmup):
-                model([inputs[name][0]])
-        for i in range(len(dicts)):
-            for name, model in models.items():
+                predict(images[0])
+        for image in images:
+            for name, predict in predictors.items():
                 began = time.perf_counter()
-                model([inputs[name][i]])
+                predict(image)
                 times[name].append((time.perf_counter() - began) * 1000)
     torch.set_num_threads(threads)
     return {name: round(statistics.median(t), 1) for name, t in times.items()}

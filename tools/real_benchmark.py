@@ -24,13 +24,13 @@ from typing import Dict, List
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from experiment import (REPO, Stage, collect_row, cpu_ms_per_image, log, merge_seeds,  # noqa: E402
-                        run_stages, run_train_net, train_env, write_results)
+                        run_stages, run_train_net, stage_predictors, train_env, write_results)
 
 TEACHER = Stage("tnet", "configs/real/tnet.yaml", "TNet (native crops)", 4.0)
 STUDENTS = [
     Stage("snet", "configs/real/snet.yaml", "SNet (crops / 2)", 1.0),
     Stage("la", "configs/real/la.yaml", "SNet + LA", 1.4),
-    Stage("cskd_la", "configs/real/cskd_la.yaml", "SNet + LA + CSKD", 2.6),
+    Stage("cskd_la", "configs/real/cskd_la.yaml", "SNet + LA + CSKD", 2.6, teacher_as="MODEL.ZOOMIN.TEACHER.WEIGHTS"),
 ]
 DATASET = "visdrone2019_val"
 TAG = "real"
@@ -135,7 +135,7 @@ def add_cpu_times(rows: List[Dict], dirs: Dict[str, Path], num_images: int) -> N
     """CPU ms per whole val frame of each model (the first seed's), round-robin."""
     stages = [TEACHER] + STUDENTS
     folder = {s.name: str(dirs[s.name]) for s in stages}
-    times = cpu_ms_per_image(stages, folder, DATASET, num_images=num_images)
+    times = cpu_ms_per_image(stage_predictors(stages, folder), DATASET, num_images=num_images)
     for row in rows:
         row["cpu_ms"] = times[row["stage"]]
 

@@ -31,6 +31,7 @@ class TorchPredictor:
     """The student in PyTorch eager: the test-time resize of the config, ``model.forward``."""
 
     def __init__(self, cfg: CfgNode, weights: str):
+        self.cfg = cfg
         self.model = load_student(cfg, weights)
         self.augmentations = build_zoomin_augmentation(cfg, is_train=False)
 

@@ -1,0 +1,94 @@
+"""The alternatives' rows (tools/alternatives.py), the fine-tuning configs and the frontier
+picture, against formulas and brute force."""
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from detectron2.solver import build_lr_scheduler
+
+from zoominnet_d2.visualization.frontier import mean_and_spread, pareto_front, plot_frontier
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+@pytest.fixture
+def alternatives(monkeypatch):
+    monkeypatch.syspath_prepend(str(TOOLS))
+    sys.modules.pop("alternatives", None)
+    return importlib.import_module("alternatives")
+
+
+def learning_rates(config: str, iterations):
+    from count_flops import load_config
+
+    cfg = load_config(config)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.SOLVER.BASE_LR)
+    scheduler = build_lr_scheduler(cfg, optimizer)
+    rates = []
+    for it in range(cfg.SOLVER.MAX_ITER):
+        if it in iterations:
+            rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return cfg, rates
+
+
+def test_finetune_schedules_follow_the_papers_two_settings(alternatives):
+    """Table 9 scaled: half of TNet's iterations; lr1 = TNet's last rate for 3/10, then 0.1x;
+    lr2 = 0.1x TNet's last rate throughout; no warm-up."""
+    from count_flops import load_config
+
+    teacher = load_config("configs/synth/tnet.yaml")
+    last = teacher.SOLVER.BASE_LR * teacher.SOLVER.GAMMA ** len(teacher.SOLVER.STEPS)
+    cfg, lr1 = learning_rates("configs/synth/finetune_lr1.yaml", [0, 134, 135, 449])
+    assert cfg.SOLVER.MAX_ITER == teacher.SOLVER.MAX_ITER // 2
+    assert cfg.INPUT.SQUARE_SIZE * 2 == teacher.INPUT.SQUARE_SIZE
+    assert lr1 == pytest.approx([last, last, last / 10, last / 10])
+    _, lr2 = learning_rates("configs/synth/finetune_lr2.yaml", [0, 200, 449])
+    assert lr2 == pytest.approx([last / 10] * 3)
+    assert {s.teacher_as for s in alternatives.FINETUNE_STAGES} == {"MODEL.WEIGHTS"}
+
+
+def test_teacher_input_opts_give_the_student_the_teachers_test_input(alternatives):
+    from count_flops import load_config
+
+    teacher = load_config("configs/synth/tnet.yaml")
+    student = load_config("configs/synth/snet.yaml", alternatives.teacher_input_opts(teacher))
+    for key in ("SQUARE_SIZE", "MIN_SIZE_TEST", "MAX_SIZE_TEST", "NATIVE_DOWNSCALE"):
+        assert getattr(student.INPUT, key) == getattr(teacher.INPUT, key)
+    assert student.MODEL.FPN.OUT_CHANNELS == teacher.MODEL.FPN.OUT_CHANNELS
+
+
+def test_sliced_gflops_count_every_slice_and_the_full_pass(alternatives):
+    """256 px at the teacher's input, 128 px slices, overlap 0.2: starts 0, 103, 128 on each
+    axis (SAHI shifts the last slice inside), so 9 slices of the student's 128 px cost."""
+    from count_flops import count_gflops, load_config
+
+    student, teacher = load_config("configs/synth/snet.yaml"), load_config("configs/synth/tnet.yaml")
+    one = count_gflops(student, 128)
+    assert alternatives.sliced_gflops(student, teacher, [(256, 256)], False) == pytest.approx(9 * one)
+    assert alternatives.sliced_gflops(student, teacher, [(256, 256)] * 3, True) == pytest.approx(10 * one)
+
+
+def test_pareto_front_against_brute_force():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        points = [tuple(p) for p in rng.integers(0, 6, size=(8, 2)).astype(float)]
+        front = pareto_front(points)
+        for i, (c, a) in enumerate(points):
+            better = [j for j, (c2, a2) in enumerate(points) if (c2 < c and a2 >= a) or (c2 <= c and a2 > a)]
+            assert (i in front) == (not better)
+        assert [points[i][0] for i in front] == sorted(points[i][0] for i in front)
+
+
+def test_frontier_picture_from_rows_with_seeds(tmp_path):
+    rows = [{"model": "a", "GFLOPs": 0.07, "cpu_ms": [14.0, 15.0], "mAP": [0.01, 0.02], "AP_S": [0.0, 0.01]},
+            {"model": "b", "GFLOPs": 0.3, "cpu_ms": [27.0, 28.0], "mAP": [0.04, 0.05], "AP_S": [None, None]}]
+    assert mean_and_spread([0.01, 0.03]) == pytest.approx((0.02, 0.0141421356))
+    assert np.isnan(mean_and_spread([None])[0])
+    path = tmp_path / "frontier.png"
+    plot_frontier(rows, str(path), "test")
+    assert path.stat().st_size > 10_000
