@@ -25,9 +25,9 @@ import numpy as np
 from experiment import Stage, collect_row, input_size, log, metrics_file, trained_config
 
 FINETUNE_STAGES = [
-    Stage("finetune_lr1", "configs/synth/finetune_lr1.yaml", "TNet fine-tuned at 1x (lr1)", 1.0,
+    Stage("finetune_lr1", "configs/synth/finetune_lr1.yaml", "TNet fine-tuned at 1x (lr1)", 0.5,
           teacher_as="MODEL.WEIGHTS"),
-    Stage("finetune_lr2", "configs/synth/finetune_lr2.yaml", "TNet fine-tuned at 1x (lr2)", 1.0,
+    Stage("finetune_lr2", "configs/synth/finetune_lr2.yaml", "TNet fine-tuned at 1x (lr2)", 0.5,
           teacher_as="MODEL.WEIGHTS"),
 ]
 # Slice overlap of the sliced rows (SAHI's default).

@@ -24,7 +24,8 @@ class Stage(NamedTuple):
     name: str
     config: str
     label: str
-    # Relative cost of one iteration (SNet = 1), measured on the 2-core CPU; for the ETA only.
+    # Relative cost of the stage's training (SNet's = 1), from step times measured on the
+    # 2-core CPU and the number of iterations; for the ETA only.
     cost: float
     # The config key that gets the teacher's ``model_final.pth`` (CSKD: the teacher to distil
     # from; fine-tuning: the initial weights), or "" for none.
