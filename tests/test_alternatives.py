@@ -49,7 +49,7 @@ def test_finetune_schedules_follow_the_papers_two_settings(alternatives):
     assert lr1 == pytest.approx([last, last, last / 10, last / 10])
     _, lr2 = learning_rates("configs/synth/finetune_lr2.yaml", [0, 200, 449])
     assert lr2 == pytest.approx([last / 10] * 3)
-    assert {s.teacher_as for s in alternatives.FINETUNE_STAGES} == {"MODEL.WEIGHTS"}
+    assert {s.teacher_as for s in alternatives.finetune_stages("configs/synth")} == {"MODEL.WEIGHTS"}
 
 
 def test_teacher_input_opts_give_the_student_the_teachers_test_input(alternatives):
@@ -92,3 +92,20 @@ def test_frontier_picture_from_rows_with_seeds(tmp_path):
     path = tmp_path / "frontier.png"
     plot_frontier(rows, str(path), "test")
     assert path.stat().st_size > 10_000
+
+
+def test_slices_run_at_the_teachers_scale(alternatives):
+    """Synthetic configs: a 128 px slice passes the 128 px square resize unchanged; real-frame
+    configs: the student's 2x downscale becomes native pixels for slices."""
+    from count_flops import load_config
+
+    from detectron2.data import transforms as T
+
+    from zoominnet_d2.data.cross_scale_mapper import build_zoomin_augmentation
+
+    for config, side in (("configs/synth/snet.yaml", 128), ("configs/real/snet.yaml", 192)):
+        cfg = alternatives.slicing_config(load_config(config))
+        image = np.zeros((side, side, 3), np.uint8)
+        out, _ = T.apply_augmentations(build_zoomin_augmentation(cfg, is_train=False), image)
+        assert out.shape == image.shape, config
+        assert alternatives.input_size(load_config(config)) == side

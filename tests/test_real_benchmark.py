@@ -58,6 +58,10 @@ def test_find_frames_and_link_split(tmp_path):
         find_frames(tmp_path / "data")
 
 
+ROWS = ["tnet", "snet", "la", "cskd_la", "finetune_lr1", "finetune_lr2", "snet_test2x", "snet_sliced",
+        "snet_sliced_full"]
+
+
 def test_real_pipeline_smoke(visdrone_real_root, tmp_path):
     """Four 960x540 frames of three sequences, one iteration per model: the command trains,
     evaluates, writes the tables, reuses its stages, and evaluates on another folder."""
@@ -79,15 +83,17 @@ def test_real_pipeline_smoke(visdrone_real_root, tmp_path):
     split = json.loads((out / "split.json").read_text())
     assert not set(split["train_sequences"]) & set(split["val_sequences"]) and split["val"]
     result = json.loads((out / "results.json").read_text())
-    assert [r["stage"] for r in result["rows"]] == ["tnet", "snet", "la", "cskd_la"]
+    assert [r["stage"] for r in result["rows"]] == ROWS
     assert all(r["mAP"] is not None and r["VisDrone_AP"] is not None and r["cpu_ms"] > 0 for r in result["rows"])
-    assert [r["input"] for r in result["rows"]] == [128, 64, 64, 64]  # native crops, students at 1/2
+    # native crops, students at 1/2; SNet at 2x sees the teacher's native input
+    assert [r["input"] for r in result["rows"]][:7] == [128, 64, 64, 64, 64, 64, 128]
+    assert (out / "frontier.png").stat().st_size > 10_000
     assert "| SNet + LA + CSKD |" in (out / "results.md").read_text()
     log = (out / "seed_0" / "cskd_la" / "log.txt").read_text()
     assert "loss_distill" in log
 
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0 and again.stdout.count("reusing") == 4
+    assert again.returncode == 0 and again.stdout.count("reusing") == 6
 
     evaluation = tmp_path / "kept_back"
     stem = split["val"][0]
@@ -100,6 +106,7 @@ def test_real_pipeline_smoke(visdrone_real_root, tmp_path):
                         capture_output=True, text=True, timeout=900)
     assert ev.returncode == 0, ev.stdout[-3000:] + ev.stderr[-3000:]
     rows = json.loads((out / "eval_kept_back.json").read_text())["rows"]
-    assert [r["stage"] for r in rows] == ["tnet", "snet", "la", "cskd_la"]
+    assert [r["stage"] for r in rows] == ROWS
     assert (out / "eval_kept_back" / "seed_0" / "cskd_la" / "inference").is_dir()
+    assert (out / "eval_kept_back" / "seed_0" / "snet_sliced" / "inference").is_dir()
     assert (out / "eval_kept_back.md").is_file()

@@ -3,14 +3,15 @@
 Training rows (stages, trained by ``experiment.run_stages`` from the teacher's weights):
 
 - ``finetune_lr1`` / ``finetune_lr2``: TNet's weights fine-tuned at 1x, the paper's Table 9
-  with its two learning-rate settings (``configs/synth/finetune_lr*.yaml``).
+  with its two learning-rate settings (``configs/{synth,real}/finetune_lr*.yaml``).
 
 Test-time rows (SNet's weights, no training):
 
 - ``snet_test2x``: SNet on the teacher's input (the paper's Table 2, "train 512 + test 1024");
 - ``snet_sliced`` / ``snet_sliced_full``: SAHI's sliced inference of SNet on the image at the
   teacher's resolution, slices of the student's input size overlapping by ``OVERLAP``,
-  without / with SAHI's full-image pass (SNet's own test transform on the whole image).
+  without / with SAHI's full-image pass (:func:`slicing_config`: at 1x for the synthetic
+  configs' square resize, at native resolution for the real-frame configs).
 
 Each test-time row is evaluated with the dataset's evaluator into
 ``<out>/<name>/inference/<dataset>/`` like a stage (reused when there). GFLOPs count every
@@ -24,17 +25,18 @@ import numpy as np
 
 from experiment import Stage, collect_row, input_size, log, metrics_file, trained_config
 
-FINETUNE_STAGES = [
-    Stage("finetune_lr1", "configs/synth/finetune_lr1.yaml", "TNet fine-tuned at 1x (lr1)", 0.5,
-          teacher_as="MODEL.WEIGHTS"),
-    Stage("finetune_lr2", "configs/synth/finetune_lr2.yaml", "TNet fine-tuned at 1x (lr2)", 0.5,
-          teacher_as="MODEL.WEIGHTS"),
-]
+
+def finetune_stages(config_dir: str) -> List[Stage]:
+    """The fine-tuning stages of a config folder (``configs/synth`` or ``configs/real``)."""
+    return [Stage(f"finetune_{lr}", f"{config_dir}/finetune_{lr}.yaml", f"TNet fine-tuned at 1x ({lr})", 0.5,
+                  teacher_as="MODEL.WEIGHTS") for lr in ("lr1", "lr2")]
+
+
 # Slice overlap of the sliced rows (SAHI's default).
 OVERLAP = 0.2
 
 
-class TestTimeRow(NamedTuple):
+class InferenceRow(NamedTuple):
     name: str
     label: str
     # "test2x" (SNet at the teacher's input) or "sliced" (SAHI slices at the teacher's resolution).
@@ -43,9 +45,9 @@ class TestTimeRow(NamedTuple):
 
 
 TEST_TIME_ROWS = [
-    TestTimeRow("snet_test2x", "SNet tested at 2x", "test2x"),
-    TestTimeRow("snet_sliced", "SNet on SAHI slices (2x)", "sliced"),
-    TestTimeRow("snet_sliced_full", "SNet on SAHI slices (2x) + full image", "sliced", True),
+    InferenceRow("snet_test2x", "SNet tested at 2x", "test2x"),
+    InferenceRow("snet_sliced", "SNet on SAHI slices (2x)", "sliced"),
+    InferenceRow("snet_sliced_full", "SNet on SAHI slices (2x) + full image", "sliced", True),
 ]
 
 
@@ -53,6 +55,18 @@ def teacher_input_opts(teacher_cfg) -> List[str]:
     """Config overrides that give a student the teacher's test-time input."""
     keys = ("SQUARE_SIZE", "MIN_SIZE_TEST", "MAX_SIZE_TEST", "NATIVE_DOWNSCALE")
     return [item for key in keys for item in (f"INPUT.{key}", str(getattr(teacher_cfg.INPUT, key)))]
+
+
+def slicing_config(student_cfg):
+    """The student's config for slices at the teacher's resolution: a fixed square resize
+    (the synthetic configs) leaves a slice of the student's input size as it is; a fixed
+    downscale (``INPUT.NATIVE_DOWNSCALE``, the real-frame configs) becomes 1, native pixels,
+    so that SAHI's full-image pass then also runs at native resolution, i.e. at 2x."""
+    cfg = student_cfg.clone()
+    cfg.defrost()
+    if cfg.INPUT.NATIVE_DOWNSCALE > 0:
+        cfg.INPUT.NATIVE_DOWNSCALE = 1
+    return cfg
 
 
 class SlicedPredictor:
@@ -66,7 +80,7 @@ class SlicedPredictor:
 
         self.model = ZoomInSahiModel(confidence_threshold=student_cfg.MODEL.RETINANET.SCORE_THRESH_TEST,
                                      load_at_init=False, device="cpu")
-        self.model.set_model(TorchPredictor(student_cfg, weights))
+        self.model.set_model(TorchPredictor(slicing_config(student_cfg), weights))
         self.to_teacher_input = build_zoomin_augmentation(teacher_cfg, is_train=False)
         self.slice_size = input_size(student_cfg)
         self.full_image_pass = full_image_pass
@@ -97,7 +111,8 @@ def sliced_gflops(student_cfg, teacher_cfg, image_sizes, full_image_pass: bool) 
 
     side = input_size(student_cfg)
     per_slice = count_gflops(student_cfg, side)
-    full = count_gflops(student_cfg, side) if full_image_pass else 0.0
+    full_cfg = slicing_config(student_cfg)
+    full = count_gflops(full_cfg, input_size(full_cfg)) if full_image_pass else 0.0
     augs = build_zoomin_augmentation(teacher_cfg, is_train=False)
     counts = []
     for h, w in image_sizes:
@@ -126,8 +141,8 @@ def test_time_predictors(snet: Stage, snet_dir: str, tnet: Stage, tnet_dir: str)
     return predictors
 
 
-def evaluate_test_time_rows(predictors: Dict[str, Callable], out: str, snet: Stage, tnet: Stage, dataset: str,
-                            force: bool, tag: str) -> List[Dict]:
+def evaluate_test_time_rows(predictors: Dict[str, Callable], out: str, snet: Stage, snet_dir: str, tnet: Stage,
+                            tnet_dir: str, dataset: str, force: bool, tag: str) -> List[Dict]:
     """Evaluate the test-time rows (``predictors`` of :func:`test_time_predictors`) on
     ``dataset`` into ``out/<row>`` (finished ones reused); their table rows (without CPU times)."""
     from count_flops import count_gflops
@@ -135,7 +150,6 @@ def evaluate_test_time_rows(predictors: Dict[str, Callable], out: str, snet: Sta
 
     from zoominnet_d2.evaluation.predictor_evaluation import evaluate_predictor
 
-    snet_dir, tnet_dir = os.path.join(out, snet.name), os.path.join(out, tnet.name)
     student_cfg, teacher_cfg = trained_config(snet, snet_dir), trained_config(tnet, tnet_dir)
     sizes = [(d["height"], d["width"]) for d in DatasetCatalog.get(dataset)]
     rows = []

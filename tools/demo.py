@@ -32,7 +32,7 @@ from typing import Dict, List
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from alternatives import FINETUNE_STAGES, evaluate_test_time_rows, test_time_predictors  # noqa: E402
+from alternatives import evaluate_test_time_rows, finetune_stages, test_time_predictors  # noqa: E402
 from experiment import (REPO, Stage, collect_row, cpu_ms_per_image, detections_file, log,  # noqa: E402
                         merge_seeds, run_stages, stage_predictors, write_results)
 
@@ -41,6 +41,12 @@ STAGES = [
     Stage("snet", "configs/synth/snet.yaml", "SNet (1x image)", 1.0),
     Stage("la", "configs/synth/la.yaml", "SNet + LA", 1.4),
     Stage("cskd_la", "configs/synth/cskd_la.yaml", "SNet + LA + CSKD", 2.2, teacher_as="MODEL.ZOOMIN.TEACHER.WEIGHTS"),
+]
+# Stages only on request (--stages ...): the paper's FA students with the thin head.
+OPTIONAL_STAGES = [
+    Stage("fa_thin", "configs/synth/fa_thin.yaml", "SNet + FA ThinHead", 2.0),
+    Stage("cskd_fa_thin", "configs/synth/cskd_fa_thin.yaml", "SNet + FA ThinHead + CSKD", 3.0,
+          teacher_as="MODEL.ZOOMIN.TEACHER.WEIGHTS"),
 ]
 DATASET = "synthdrone_val"
 TAG = "demo"
@@ -54,16 +60,17 @@ def run_pipeline(out: str, seed: int, force: bool, stage_names: List[str], datas
     """Train and evaluate the stages of one seed in ``out`` and, with ``alternatives``, the
     alternatives' rows (``tools/alternatives.py``; they need TNet and SNet); the table rows
     with CPU times."""
-    stages = [s for s in STAGES if s.name in stage_names]
+    stages = [s for s in STAGES + OPTIONAL_STAGES if s.name in stage_names]
     alternatives = alternatives and {"tnet", "snet"} <= set(stage_names)
-    trained = stages + (FINETUNE_STAGES if alternatives else [])
+    trained = stages + (finetune_stages("configs/synth") if alternatives else [])
     run_stages(trained, out, seed, force, dataset_root, DATASET, TAG)
     rows = [collect_row(stage, os.path.join(out, stage.name), DATASET) for stage in trained]
     predictors = stage_predictors(trained, {s.name: os.path.join(out, s.name) for s in trained})
     if alternatives:
         snet, tnet = (next(s for s in STAGES if s.name == name) for name in ("snet", "tnet"))
-        extra = test_time_predictors(snet, os.path.join(out, "snet"), tnet, os.path.join(out, "tnet"))
-        rows += evaluate_test_time_rows(extra, out, snet, tnet, DATASET, force, TAG)
+        snet_dir, tnet_dir = os.path.join(out, snet.name), os.path.join(out, tnet.name)
+        extra = test_time_predictors(snet, snet_dir, tnet, tnet_dir)
+        rows += evaluate_test_time_rows(extra, out, snet, snet_dir, tnet, tnet_dir, DATASET, force, TAG)
         predictors.update(extra)
     for row in rows:
         log(TAG, f"{row['stage']}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("model", "stage")))
@@ -125,7 +132,8 @@ def main(argv=None) -> None:
                         "report mean ± std (each seed in <output>/seed_<k>)")
     parser.add_argument("--force", action="store_true", help="redo finished stages")
     parser.add_argument("--stages", nargs="+", default=[s.name for s in STAGES],
-                        choices=[s.name for s in STAGES], help="subset of training stages")
+                        choices=[s.name for s in STAGES + OPTIONAL_STAGES],
+                        help="training stages (default: the four of Table 3; also fa_thin, cskd_fa_thin)")
     parser.add_argument("--no-alternatives", action="store_true", help="leave out the alternatives' rows "
                         "(SNet tested at 2x, SAHI slices, TNet fine-tuned at 1x) and frontier.png")
     parser.add_argument("--datasets", default=os.path.join(REPO, "datasets"),
@@ -162,7 +170,7 @@ def main(argv=None) -> None:
     if args.seeds is None and {"tnet", "cskd_la"} <= set(args.stages):
         draw_features(args.output, dataset_root)
     if args.seeds is None:
-        draw_results(args.output, [s for s in STAGES if s.name in args.stages])
+        draw_results(args.output, [s for s in STAGES + OPTIONAL_STAGES if s.name in args.stages])
     with open(os.path.join(args.output, "results.md")) as f:
         print(f.read())
     log(TAG, f"finished in {(time.time() - began) / 60:.1f} min; results in {args.output}/results.md")

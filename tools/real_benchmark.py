@@ -12,6 +12,11 @@ by the students of every seed (``<output>/seed_<k>/``); finished stages are reus
 ``<output>/results.md`` / ``results.json``. With ``--eval-images/--eval-annotations`` the
 trained models of an earlier run are evaluated on another folder of frames, without
 retraining: ``<output>/eval_<folder name>.md`` / ``.json``.
+
+Unless ``--no-alternatives``, the table also has the alternatives of ``tools/alternatives.py``
+(the teacher fine-tuned at 1x with ``configs/real/finetune_lr*.yaml``, per seed; SNet tested at
+native resolution; SNet on SAHI slices of the native frame), and ``frontier.png``
+(``eval_<folder name>_frontier.png``) draws accuracy against cost of every row.
 """
 import argparse
 import json
@@ -23,14 +28,17 @@ from typing import Dict, List
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from alternatives import evaluate_test_time_rows, finetune_stages, test_time_predictors  # noqa: E402
 from experiment import (REPO, Stage, collect_row, cpu_ms_per_image, log, merge_seeds,  # noqa: E402
                         run_stages, run_train_net, stage_predictors, train_env, write_results)
 
+SNET = Stage("snet", "configs/real/snet.yaml", "SNet (crops / 2)", 1.0)
 TEACHER = Stage("tnet", "configs/real/tnet.yaml", "TNet (native crops)", 4.0)
 STUDENTS = [
-    Stage("snet", "configs/real/snet.yaml", "SNet (crops / 2)", 1.0),
+    SNET,
     Stage("la", "configs/real/la.yaml", "SNet + LA", 1.4),
-    Stage("cskd_la", "configs/real/cskd_la.yaml", "SNet + LA + CSKD", 2.6, teacher_as="MODEL.ZOOMIN.TEACHER.WEIGHTS"),
+    Stage("cskd_la", "configs/real/cskd_la.yaml", "SNet + LA + CSKD", 2.6,
+          teacher_as="MODEL.ZOOMIN.TEACHER.WEIGHTS"),
 ]
 DATASET = "visdrone2019_val"
 TAG = "real"
@@ -59,9 +67,10 @@ def prepare_split(data: Path, out: Path, val_every: int) -> Dict:
 
 
 def stage_dirs(out: Path, seeds: List[int]) -> Dict[int, Dict[str, Path]]:
-    """{seed: {stage name: folder}}: the shared teacher and each seed's students."""
+    """{seed: {stage name: folder}}: the shared teacher and each seed's students and fine-tuned models."""
     return {seed: dict({TEACHER.name: out / TEACHER.name},
-                       **{s.name: out / f"seed_{seed}" / s.name for s in STUDENTS}) for seed in seeds}
+                       **{s.name: out / f"seed_{seed}" / s.name for s in STUDENTS + finetune_stages("configs/real")})
+            for seed in seeds}
 
 
 def train(args, out: Path) -> None:
@@ -71,14 +80,19 @@ def train(args, out: Path) -> None:
     root = str(out / "data")
     began = time.time()
     run_stages([TEACHER], str(out), args.seeds[0], args.force, root, DATASET, TAG, opts=args.opts)
-    per_seed = []
+    per_seed, stages = [], trained_stages(args.no_alternatives)
     for seed in args.seeds:
-        run_stages(STUDENTS, str(out / f"seed_{seed}"), seed, args.force, root, DATASET, TAG,
+        run_stages(stages[1:], str(out / f"seed_{seed}"), seed, args.force, root, DATASET, TAG,
                    teacher_dir=str(out / TEACHER.name), opts=args.opts)
         dirs = stage_dirs(out, [seed])[seed]
-        per_seed.append([collect_row(s, str(dirs[s.name]), DATASET) for s in [TEACHER] + STUDENTS])
+        rows = [collect_row(s, str(dirs[s.name]), DATASET) for s in stages]
+        if not args.no_alternatives:
+            rows += evaluate_test_time_rows(alternative_predictors(dirs), str(out / f"seed_{seed}"), SNET,
+                                            str(dirs["snet"]), TEACHER, str(dirs["tnet"]), DATASET, args.force, TAG)
+        per_seed.append(rows)
     rows = merge_seeds(per_seed)
-    add_cpu_times(rows, stage_dirs(out, args.seeds[:1])[args.seeds[0]], args.timing_images)
+    add_cpu_times(rows, stages, stage_dirs(out, args.seeds[:1])[args.seeds[0]], args.timing_images,
+                  not args.no_alternatives)
     notes = [f"Command: `{command()}`; seeds {args.seeds} (one teacher, trained with seed {args.seeds[0]}, "
              "shared by the students of every seed).",
              f"Data: {split['data']}, split by sequence: {len(split['train'])} train frames, "
@@ -89,6 +103,9 @@ def train(args, out: Path) -> None:
     write_results(rows, str(out), "results", "ZoomInNet on real VisDrone frames", notes,
                   {"command": command(), "seeds": args.seeds, "split": {k: split[k] for k in (
                       "data", "val_every", "train_sequences", "val_sequences")}})
+    from zoominnet_d2.visualization.frontier import plot_frontier
+
+    plot_frontier(rows, str(out / "frontier.png"), f"real VisDrone val frames: accuracy against cost (seeds {args.seeds})")
     print((out / "results.md").read_text())
     log(TAG, f"finished in {(time.time() - began) / 60:.1f} min; results in {out}/results.md")
 
@@ -111,10 +128,10 @@ def evaluate(args, out: Path) -> None:
     if not seeds or not (out / TEACHER.name / "model_final.pth").is_file():
         raise SystemExit(f"--output {out}: no trained models (run without --eval-images first)")
     env = train_env(str(folder / "data"))
-    per_seed = []
+    per_seed, stages = [], trained_stages(args.no_alternatives)
     for seed, dirs in stage_dirs(out, seeds).items():
         rows = []
-        for stage in [TEACHER] + STUDENTS:
+        for stage in stages:
             eval_dir = folder / dirs[stage.name].relative_to(out)
             if args.force or not (eval_dir / "inference" / DATASET / "visdrone_metrics.json").is_file():
                 log(TAG, f"evaluating {stage.name} (seed {seed}) on {len(frames)} frames of {images}")
@@ -122,20 +139,38 @@ def evaluate(args, out: Path) -> None:
                 run_train_net(["--config-file", stage.config, "--eval-only", "MODEL.WEIGHTS", weights,
                                "OUTPUT_DIR", str(eval_dir)], env, TAG, stage.name, str(eval_dir / "log.txt"))
             rows.append(collect_row(stage, str(eval_dir), DATASET, train_dir=str(dirs[stage.name])))
+        if not args.no_alternatives:
+            rows += evaluate_test_time_rows(alternative_predictors(dirs), str(folder / f"seed_{seed}"), SNET,
+                                            str(dirs["snet"]), TEACHER, str(dirs["tnet"]), DATASET, args.force, TAG)
         per_seed.append(rows)
     rows = merge_seeds(per_seed)
-    add_cpu_times(rows, stage_dirs(out, seeds[:1])[seeds[0]], args.timing_images)
+    add_cpu_times(rows, stages, stage_dirs(out, seeds[:1])[seeds[0]], args.timing_images, not args.no_alternatives)
     notes = [f"Command: `{command()}`; the models of {out} (seeds {seeds}) on {len(frames)} frames of {images}."]
     write_results(rows, str(out), f"eval_{name}", f"ZoomInNet real-frame models on {name}", notes,
                   {"command": command(), "seeds": seeds, "images": str(images), "annotations": str(annotations)})
+    from zoominnet_d2.visualization.frontier import plot_frontier
+
+    plot_frontier(rows, str(out / f"eval_{name}_frontier.png"), f"{name}: accuracy against cost (seeds {seeds})")
     print((out / f"eval_{name}.md").read_text())
 
 
-def add_cpu_times(rows: List[Dict], dirs: Dict[str, Path], num_images: int) -> None:
-    """CPU ms per whole val frame of each model (the first seed's), round-robin."""
-    stages = [TEACHER] + STUDENTS
-    folder = {s.name: str(dirs[s.name]) for s in stages}
-    times = cpu_ms_per_image(stage_predictors(stages, folder), DATASET, num_images=num_images)
+def trained_stages(no_alternatives: bool) -> List[Stage]:
+    """The teacher, the students and, unless ``no_alternatives``, the fine-tuning stages."""
+    return [TEACHER] + STUDENTS + ([] if no_alternatives else finetune_stages("configs/real"))
+
+
+def alternative_predictors(dirs: Dict[str, Path]) -> Dict:
+    """The test-time alternatives (``tools/alternatives.py``) of one seed's SNet."""
+    return test_time_predictors(SNET, str(dirs["snet"]), TEACHER, str(dirs["tnet"]))
+
+
+def add_cpu_times(rows: List[Dict], stages: List[Stage], dirs: Dict[str, Path], num_images: int,
+                  alternatives: bool) -> None:
+    """CPU ms per whole val frame of each row (the first seed's models), round-robin."""
+    predictors = stage_predictors(stages, {s.name: str(dirs[s.name]) for s in stages})
+    if alternatives:
+        predictors.update(alternative_predictors(dirs))
+    times = cpu_ms_per_image(predictors, DATASET, num_images=num_images)
     for row in rows:
         row["cpu_ms"] = times[row["stage"]]
 
@@ -157,6 +192,8 @@ def main(argv=None) -> None:
     parser.add_argument("--val-every", type=int, default=5, help="every k-th sequence goes to val (default 5)")
     parser.add_argument("--force", action="store_true", help="redo finished stages")
     parser.add_argument("--timing-images", type=int, default=20, help="val frames timed per model")
+    parser.add_argument("--no-alternatives", action="store_true", help="leave out the alternatives' rows "
+                        "(TNet fine-tuned at 1x, SNet tested at 2x, SAHI slices) and the frontier picture")
     parser.add_argument("--eval-images", help="evaluate an earlier run's models on these images ...")
     parser.add_argument("--eval-annotations", help="... with these annotations")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config options for every stage (KEY VALUE ...)")
@@ -176,7 +213,6 @@ def main(argv=None) -> None:
     # Before zoominnet_d2 registers visdrone2019_* (at import) under $DETECTRON2_DATASETS.
     os.environ["DETECTRON2_DATASETS"] = str(data_root)
     import zoominnet_d2  # noqa: F401
-
     os.chdir(REPO)
     (evaluate if args.eval_images else train)(args, out)
 

@@ -40,6 +40,7 @@ def plot_frontier(rows: Sequence[Dict], path: str, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     markers = "osD^v<>pPX*h"
@@ -56,6 +57,10 @@ def plot_frontier(rows: Sequence[Dict], path: str, title: str) -> None:
             ax.step([points[i][0] for i in front], [points[i][1] for i in front], where="post",
                     color="gray", linestyle="--", linewidth=1, label="Pareto front")
             ax.set_xscale("log")
+            # Plain numbers on the log axis: a few labelled ticks, no overlapping minor labels.
+            ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
             ax.set_xlabel(x_label)
             ax.set_ylabel(y_label)
             ax.grid(True, which="both", alpha=0.3)
