@@ -18,7 +18,7 @@ Each test-time row is evaluated with the dataset's evaluator into
 forward pass: slices x the student's GFLOPs at the slice size, plus the full-image pass.
 """
 import os
-import statistics
+from collections import Counter
 from typing import Callable, Dict, List, NamedTuple
 
 import numpy as np
@@ -114,18 +114,17 @@ def sliced_gflops(student_cfg, teacher_cfg, image_sizes, full_image_pass: bool) 
     full_cfg = slicing_config(student_cfg)
     full = count_gflops(full_cfg, input_size(full_cfg)) if full_image_pass else 0.0
     augs = build_zoomin_augmentation(teacher_cfg, is_train=False)
-    counts = []
-    for h, w in image_sizes:
+    sizes = Counter(image_sizes)  # a dataset has few distinct sizes
+    slices = 0
+    for (h, w), images in sizes.items():
         large, _ = T.apply_augmentations(augs, np.zeros((h, w, 3), np.uint8))
-        counts.append(len(get_slice_bboxes(large.shape[0], large.shape[1], slice_height=side, slice_width=side,
-                                           overlap_height_ratio=OVERLAP, overlap_width_ratio=OVERLAP)))
-    return statistics.mean(counts) * per_slice + full
+        slices += images * len(get_slice_bboxes(large.shape[0], large.shape[1], slice_height=side, slice_width=side,
+                                                overlap_height_ratio=OVERLAP, overlap_width_ratio=OVERLAP))
+    return slices / sum(sizes.values()) * per_slice + full
 
 
 def test_time_predictors(snet: Stage, snet_dir: str, tnet: Stage, tnet_dir: str) -> Dict[str, Callable]:
     """{row name: BGR image -> Instances} of the test-time rows, from SNet's trained weights."""
-    from count_flops import load_config
-
     from zoominnet_d2.deploy.predictor import TorchPredictor
 
     weights = os.path.join(snet_dir, "model_final.pth")
@@ -133,8 +132,8 @@ def test_time_predictors(snet: Stage, snet_dir: str, tnet: Stage, tnet_dir: str)
     predictors = {}
     for row in TEST_TIME_ROWS:
         if row.kind == "test2x":
-            saved = os.path.join(snet_dir, "config.yaml")
-            cfg = load_config(saved if os.path.isfile(saved) else snet.config, teacher_input_opts(teacher_cfg))
+            cfg = student_cfg.clone()
+            cfg.merge_from_list(teacher_input_opts(teacher_cfg))
             predictors[row.name] = TorchPredictor(cfg, weights)
         else:
             predictors[row.name] = SlicedPredictor(student_cfg, weights, teacher_cfg, row.full_image_pass)

@@ -7,6 +7,7 @@ folder holds ``model_final.pth`` and ``inference/<dataset>/visdrone_metrics.json
 with both is finished and reused unless forced.
 """
 import json
+import math
 import os
 import platform
 import re
@@ -220,11 +221,10 @@ def write_results(rows: List[Dict], out: str, name: str, title: str, notes: Sequ
 
 def fmt(row: Dict, key: str, digits: int = 3) -> str:
     """A value, or mean ± std over seeds when the row holds a list."""
+    from zoominnet_d2.visualization.frontier import mean_and_spread
+
     value = row.get(key)
-    if isinstance(value, list):
-        vals = [v for v in value if v is not None]
-        if not vals:
-            return "n/a"
-        spread = statistics.stdev(vals) if len(vals) > 1 else 0.0
-        return f"{statistics.mean(vals):.{digits}f} ± {spread:.{digits}f}"
-    return "n/a" if value is None else f"{value:.{digits}f}"
+    mean, spread = mean_and_spread(value)
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.{digits}f} ± {spread:.{digits}f}" if isinstance(value, list) else f"{mean:.{digits}f}"
