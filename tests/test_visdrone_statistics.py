@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import visdrone_frames as vf  # noqa: E402
 import visdrone_statistics as vs  # noqa: E402
 
 FRAMES = {  # stem: ((width, height), annotation lines)
@@ -55,7 +56,7 @@ def test_handmade_statistics(handmade):
     ann, sizes_csv, _ = handmade
     # Student 100 x 100: frame a is scaled by (1, 2) -> sides x sqrt(2); b by (0.5, 1) -> x
     # sqrt(0.5). Student sides: 20, 56.57, 14.14 (a); 70.71, 4 (b). Teacher 200: twice that.
-    s = vs.compute_statistics(vs.read_annotations([str(ann)]), vs.sizes_from_csv(sizes_csv),
+    s = vs.compute_statistics(vf.read_annotations([str(ann)]), vf.sizes_from_csv(sizes_csv),
                               student_size=100, teacher_size=200)
     assert (s["frames"], s["frames_with_size"], s["boxes"]) == (2, 2, 5)
     assert s["excluded_lines"] == {"ignored_regions": 2, "others_category_11": 1,
@@ -93,8 +94,8 @@ def test_handmade_statistics(handmade):
 
 def test_sizes_from_images_and_without_sizes(handmade):
     ann, sizes_csv, img = handmade
-    annotations = vs.read_annotations([str(ann)])
-    assert vs.sizes_from_images([str(img)]) == vs.sizes_from_csv(sizes_csv)
+    annotations = vf.read_annotations([str(ann)])
+    assert vf.sizes_from_images([str(img)]) == vf.sizes_from_csv(sizes_csv)
     s = vs.compute_statistics(annotations)
     # Unclipped, the border car is 20x20 (area 400, still small); nothing relative to a frame.
     assert s["boxes"] == 5 and s["frames_with_size"] == 0 and "clipped" not in s[
@@ -114,26 +115,26 @@ def test_sizes_from_yolo_labels(handmade, tmp_path):
     (labels / "a.txt").write_text("0 0.05 0.2 0.1 0.4\n3 0.3 0.6 0.4 0.8\n3 1.0 1.0 0.2 0.4\n"
                                   "3 0.05 0.15 0.0 0.1\n")  # the zero-width car too
     (labels / "b.txt").write_text("8 0.25 0.5 0.5 1.0\n9 0.77 0.52 0.04 0.04\n")
-    annotations = vs.read_annotations([str(ann)])
-    assert vs.sizes_from_yolo(annotations, [str(labels)]) == {"a": (100, 50), "b": (200, 100)}
+    annotations = vf.read_annotations([str(ann)])
+    assert vf.sizes_from_yolo(annotations, [str(labels)]) == {"a": (100, 50), "b": (200, 100)}
     (labels / "b.txt").write_text("8 0.25 0.5 0.5 1.0\n8 0.77 0.52 0.04 0.04\n")
     with pytest.raises(ValueError, match=r"b\.txt:2: .*category-10 box"):
-        vs.sizes_from_yolo(annotations, [str(labels)])
+        vf.sizes_from_yolo(annotations, [str(labels)])
     (labels / "b.txt").write_text("8 0.25 0.5 0.5 1.0\n9 0.77 0.52 x 0.04\n")
     with pytest.raises(ValueError, match=r"b\.txt:2: '9 0.77 0.52 x 0.04' is not"):
-        vs.sizes_from_yolo(annotations, [str(labels)])
+        vf.sizes_from_yolo(annotations, [str(labels)])
     (labels / "b.txt").write_text("8 0.25 0.5 0.5 1.0\n9 0.77 0.52 0.05 0.04\n")
     with pytest.raises(ValueError, match=r"b\.txt: the lines imply different frame sizes"):
-        vs.sizes_from_yolo(annotations, [str(labels)])
+        vf.sizes_from_yolo(annotations, [str(labels)])
 
 
 def test_bad_line_names_file_and_line(tmp_path):
     (tmp_path / "x.txt").write_text("1,2,3,4,1,4,0,0\n1,2,3,four,1,4,0,0\n")
     with pytest.raises(ValueError, match=r"x\.txt:2: field 'height'"):
-        vs.read_annotations([str(tmp_path)])
+        vf.read_annotations([str(tmp_path)])
     (tmp_path / "sizes.csv").write_text("stem,width,height\nx,10,5\ny,0,5\n")
     with pytest.raises(ValueError, match=r"sizes\.csv:3: bad width/height"):
-        vs.sizes_from_csv(tmp_path / "sizes.csv")
+        vf.sizes_from_csv(tmp_path / "sizes.csv")
 
 
 def test_command_json_and_table(handmade, tmp_path, capsys):
@@ -165,8 +166,8 @@ def _plain_reference(root: Path):
 def test_real_frames(visdrone_real_root):
     root = visdrone_real_root
     splits = ("train", "val")
-    annotations = vs.read_annotations([str(root / s / "annotations") for s in splits])
-    sizes = vs.sizes_from_images([str(root / s / "images") for s in splits])
+    annotations = vf.read_annotations([str(root / s / "annotations") for s in splits])
+    sizes = vf.sizes_from_images([str(root / s / "images") for s in splits])
     boxes, per_frame, manifest = _plain_reference(root)
     assert sizes == manifest
     s = vs.compute_statistics(annotations, sizes)

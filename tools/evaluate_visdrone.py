@@ -31,13 +31,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from zoominnet_d2.data.visdrone import (  # noqa: E402
-    _IMAGE_EXTENSIONS,
-    VISDRONE_CLASSES,
-    _describe_missing,
-    _image_size,
-    _list_files,
-)
+from zoominnet_d2.data.visdrone import VISDRONE_CLASSES  # noqa: E402
+from zoominnet_d2.data.visdrone_files import (  # noqa: E402
+    IMAGE_EXTENSIONS, describe_missing, image_size, list_files)
 from zoominnet_d2.evaluation import (  # noqa: E402
     OFFICIAL_PROTOCOL,
     evaluate_official,
@@ -64,22 +60,22 @@ def evaluate_folders(annotation_dir: str, image_dir: str, result_dir: str) -> Di
             files without annotation file (the message names them).
         ValueError: a malformed line (named ``path:lineno``), an unreadable image.
     """
-    annotations = _list_files(Path(annotation_dir), {".txt"})
-    images = _list_files(Path(image_dir), _IMAGE_EXTENSIONS)
-    results = _list_files(Path(result_dir), {".txt"})
+    annotations = list_files(Path(annotation_dir), {".txt"})
+    images = list_files(Path(image_dir), IMAGE_EXTENSIONS)
+    results = list_files(Path(result_dir), {".txt"})
     problems = []
     if annotations.keys() - images.keys():
-        problems.append(_describe_missing(annotations.keys() - images.keys(),
+        problems.append(describe_missing(annotations.keys() - images.keys(),
                                           f"annotation files without image in {image_dir}"))
     if results.keys() - annotations.keys():
-        problems.append(_describe_missing(results.keys() - annotations.keys(),
+        problems.append(describe_missing(results.keys() - annotations.keys(),
                                           f"result files without annotation file in "
                                           f"{annotation_dir} (or image)"))
     if problems:
         raise FileNotFoundError("; ".join(problems))
     without_results = sorted(annotations.keys() - results.keys())
     if without_results:
-        print("warning: " + _describe_missing(set(without_results), f"images without a result "
+        print("warning: " + describe_missing(set(without_results), f"images without a result "
                                               f"file in {result_dir}")
               + ": evaluated as having no detections", file=sys.stderr)
 
@@ -89,7 +85,7 @@ def evaluate_folders(annotation_dir: str, image_dir: str, result_dir: str) -> Di
         det = (read_visdrone_txt(str(results[stem]), annotation=False) if stem in results
                else np.zeros((0, 6)))
         inputs.append((read_visdrone_txt(str(annotations[stem]), annotation=True), det,
-                       *_image_size(images[stem])))
+                       *image_size(images[stem])))
     metrics, counts = evaluate_official(inputs, VISDRONE_CLASSES)
     return {
         "protocol": OFFICIAL_PROTOCOL,

@@ -112,7 +112,8 @@ def train(args, out: Path) -> None:
 
 def evaluate(args, out: Path) -> None:
     """Evaluate every trained model of ``out`` on the frames of ``--eval-images``."""
-    from zoominnet_d2.data.sequence_split import IMAGE_EXTENSIONS, link_split
+    from zoominnet_d2.data.sequence_split import link_split
+    from zoominnet_d2.data.visdrone_files import IMAGE_EXTENSIONS
 
     images, annotations = Path(args.eval_images), Path(args.eval_annotations)
     name = eval_name(images)

@@ -6,7 +6,7 @@
     python tools/visdrone_statistics.py --table A.json B.json ... [--markdown FILE.md]
 
 The annotation folders (official ``<stem>.txt`` files) are pooled into one set and parsed by
-the project's parser (:mod:`zoominnet_d2.data.visdrone`; bad lines are named by file and
+the project's parser (:mod:`zoominnet_d2.data.visdrone_files`; bad lines are named by file and
 line). Boxes are the lines evaluated: categories 1-10, score 1, positive width and height,
 clipped to the frame when its size is known, as ``load_visdrone`` does. Computed: COCO
 small/medium/large shares (areas 32^2, 96^2) at the original resolution and at the teacher
@@ -25,7 +25,6 @@ size is ``w / w_norm``, ``h / h_norm`` (checked to be one integer on every line)
 them only the size-independent statistics are given. ``--table`` tabulates ``--output`` files.
 """
 import argparse
-import csv
 import json
 import os
 import shlex
@@ -40,88 +39,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from zoominnet_d2.data.visdrone import (  # noqa: E402
-    _IMAGE_EXTENSIONS, VISDRONE_CLASSES, _clip, _image_size, _list_files, _parse_line)
+from visdrone_frames import Sizes, read_annotations, sizes_from_csv, sizes_from_images, sizes_from_yolo  # noqa: E402
+
+from zoominnet_d2.data.visdrone import VISDRONE_CLASSES  # noqa: E402
+from zoominnet_d2.data.visdrone_files import clip_box  # noqa: E402
 from zoominnet_d2.evaluation.ignore_regions import ignored_area  # noqa: E402
 
 SMALL_AREA, MEDIUM_AREA = 32 ** 2, 96 ** 2  # COCO: small < 32^2 <= medium < 96^2 <= large
-Sizes = Dict[str, Tuple[int, int]]  # stem -> (width, height)
-
-
-def _stem_files(dirs: List[str], extensions) -> Dict[str, Path]:
-    """stem -> file over several folders; a stem found in two folders is an error."""
-    files: Dict[str, Path] = {}
-    for directory in dirs:
-        for stem, path in _list_files(Path(directory), extensions).items():
-            if stem in files:
-                raise ValueError(f"stem {stem!r} in two folders: {files[stem]} and {path}")
-            files[stem] = path
-    return files
-
-
-def read_annotations(dirs: List[str]) -> Dict[str, np.ndarray]:
-    """stem -> ``(N, 8)`` int array of the annotation lines of the pooled folders."""
-    rows = {}
-    for stem, path in sorted(_stem_files(dirs, {".txt"}).items()):
-        lines = path.read_text().splitlines()
-        parsed = [_parse_line(path, n, line) for n, line in enumerate(lines, 1) if line.strip()]
-        rows[stem] = np.array(parsed, dtype=np.int64).reshape(-1, 8)
-    return rows
-
-
-def sizes_from_images(dirs: List[str]) -> Sizes:
-    """stem -> (width, height) from the image headers of ``dirs``."""
-    files = _stem_files(dirs, _IMAGE_EXTENSIONS)
-    return {stem: _image_size(path)[::-1] for stem, path in files.items()}
-
-
-def sizes_from_csv(path: str) -> Sizes:
-    """stem -> (width, height) from a CSV with ``stem``, ``width`` and ``height`` columns."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if not {"stem", "width", "height"} <= set(reader.fieldnames or ()):
-            raise ValueError(f"{path}:1: header must name stem, width and height columns")
-        sizes = {}
-        for row in reader:
-            try:
-                sizes[row["stem"]] = size = (int(row["width"]), int(row["height"]))
-                if min(size) <= 0:
-                    raise ValueError
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}:{reader.line_num}: bad width/height: {row}") from None
-    return sizes
-
-
-def sizes_from_yolo(annotations: Dict[str, np.ndarray], dirs: List[str]) -> Sizes:
-    """stem -> (width, height) from VisDrone2YOLO label files (see the module docstring)."""
-    sizes = {}
-    for stem, path in _stem_files(dirs, {".txt"}).items():
-        rows = annotations.get(stem, np.zeros((0, 8), np.int64))
-        rows = rows[(rows[:, 4] != 0) & (rows[:, 5] >= 1) & (rows[:, 5] <= 10)]
-        labels = [line.split() for line in path.read_text().splitlines() if line.strip()]
-        if len(labels) != len(rows):
-            raise ValueError(f"{path}: {len(labels)} label lines for {len(rows)} converted "
-                             "annotation lines")
-        estimates = []
-        for n, (label, row) in enumerate(zip(labels, rows), 1):
-            try:
-                cls, w_norm, h_norm = int(label[0]), float(label[3]), float(label[4])
-            except (IndexError, ValueError):
-                cls = None
-            if len(label) != 5 or cls != row[5] - 1:
-                raise ValueError(f"{path}:{n}: {' '.join(label)!r} is not the YOLO line of a "
-                                 f"category-{row[5]} box")
-            if w_norm > 0 and h_norm > 0:
-                estimates.append((row[2] / w_norm, row[3] / h_norm))
-        if not estimates:  # no line gives the size
-            continue
-        est = np.array(estimates)
-        size = np.rint(np.median(est, axis=0))
-        if np.abs(est - size).max() > 1e-3:
-            raise ValueError(f"{path}: the lines imply different frame sizes "
-                             f"({est.min(0)} .. {est.max(0)})")
-        sizes[stem] = (int(size[0]), int(size[1]))
-    return sizes
 
 
 def _quartiles(values: np.ndarray, digits: int = 2) -> Optional[List[float]]:
@@ -151,7 +75,7 @@ def _frame(rows: np.ndarray, size, excluded: Counter):
     if size is None:
         return np.column_stack([xywh[:, 2:], cls, np.full((len(cls), 2), np.nan)]), None, None
     width, height = size
-    clipped = np.array([_clip(*map(int, b), width, height) for b in xywh]).reshape(-1, 4)
+    clipped = np.array([clip_box(*map(int, b), width, height) for b in xywh]).reshape(-1, 4)
     excluded["clipped"] += int((clipped != xywh).any(axis=1).sum())
     inside = (clipped[:, 2] > 0) & (clipped[:, 3] > 0)
     excluded["outside_frame"] += int((~inside).sum())

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+from .visdrone_files import IMAGE_EXTENSIONS
 
 
 def sequence_of(stem: str) -> str:

@@ -6,10 +6,7 @@ Layout of one split, as released::
         images/<stem>.jpg
         annotations/<stem>.txt
 
-Each annotation line reads ``left,top,width,height,score,category,truncation,occlusion``
-(integers, pixels; some files end lines with a trailing comma). Categories: 0 ignored region,
-1 pedestrian, 2 people, 3 bicycle, 4 car, 5 van, 6 truck, 7 tricycle, 8 awning-tricycle,
-9 bus, 10 motor, 11 others.
+The annotation format and its parsing are in :mod:`zoominnet_d2.data.visdrone_files`.
 
 Nothing is registered at import time: call :func:`register_visdrone`.
 """
@@ -17,11 +14,12 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import AbstractSet, Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Union
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.structures import BoxMode
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile
+
+from .visdrone_files import IMAGE_EXTENSIONS, describe_missing, image_size, list_files, load_annotation_file
 
 __all__ = [
     "VISDRONE_CLASSES",
@@ -57,116 +55,6 @@ VISDRONE_SPLITS = {
     "test_dev": "VisDrone2019-DET-test-dev",
 }
 
-_FIELDS = ("left", "top", "width", "height", "score", "category", "truncation", "occlusion")
-_IGNORED_REGION = 0
-_OTHERS = 11
-_IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png"}
-_MAX_LISTED = 5
-
-
-def _list_files(directory: Path, extensions: AbstractSet[str]) -> Dict[str, Path]:
-    """Map stem -> path for the files of ``directory`` with one of ``extensions``."""
-    if not directory.is_dir():
-        raise FileNotFoundError(f"VisDrone directory not found: {directory}")
-    files: Dict[str, Path] = {}
-    for path in directory.iterdir():
-        if path.suffix.lower() not in extensions or not path.is_file():
-            continue
-        if path.stem in files:
-            raise ValueError(f"{directory}: two files with stem {path.stem!r}: "
-                             f"{files[path.stem].name} and {path.name}")
-        files[path.stem] = path
-    return files
-
-
-def _describe_missing(stems: AbstractSet[str], what: str) -> str:
-    """``"<count> <what> (<first stems>, ...)"``."""
-    listed = ", ".join(sorted(stems)[:_MAX_LISTED])
-    more = ", ..." if len(stems) > _MAX_LISTED else ""
-    return f"{len(stems)} {what} ({listed}{more})"
-
-
-def _parse_line(path: Path, lineno: int, line: str) -> Tuple[int, ...]:
-    """Parse one annotation line into 8 integers, or raise ValueError naming path:lineno."""
-    fields = line.split(",")
-    if len(fields) == len(_FIELDS) + 1 and not fields[-1].strip():
-        fields.pop()  # optional trailing comma
-    if len(fields) != len(_FIELDS):
-        raise ValueError(
-            f"{path}:{lineno}: expected {len(_FIELDS)} comma-separated fields "
-            f"({','.join(_FIELDS)}), got {len(fields)}: {line!r}"
-        )
-    values = []
-    for name, field in zip(_FIELDS, fields):
-        try:
-            values.append(int(field))
-        except ValueError:
-            raise ValueError(
-                f"{path}:{lineno}: field {name!r} is not an integer: {field.strip()!r} "
-                f"in {line!r}"
-            ) from None
-    category = values[5]
-    if not _IGNORED_REGION <= category <= _OTHERS:
-        raise ValueError(
-            f"{path}:{lineno}: category {category} outside 0..{_OTHERS}: {line!r}"
-        )
-    return tuple(values)
-
-
-def _clip(x: int, y: int, w: int, h: int, width: int, height: int) -> List[float]:
-    """Clip an XYWH box to a ``width`` x ``height`` image; the result may be empty."""
-    x0, y0 = max(x, 0), max(y, 0)
-    x1, y1 = min(x + w, width), min(y + h, height)
-    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
-
-
-def _image_size(path: Path) -> Tuple[int, int]:
-    """(height, width) read from the image header, without decoding pixels."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except UnidentifiedImageError as e:
-        raise ValueError(f"{path}: not a readable image ({e})") from e
-    return height, width
-
-
-def _load_annotations(
-    path: Path, height: int, width: int, counts: Counter
-) -> Tuple[List[dict], List[List[float]]]:
-    """Parse one annotation file into (Detectron2 annotations, ignore regions)."""
-    annotations: List[dict] = []
-    ignore_regions: List[List[float]] = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        x, y, w, h, _score, category, truncation, occlusion = _parse_line(path, lineno, line)
-        if category == _OTHERS:
-            counts["others"] += 1
-            continue
-        if w <= 0 or h <= 0:
-            counts["zero_size_ignored" if category == _IGNORED_REGION else "zero_size"] += 1
-            continue
-        box = _clip(x, y, w, h, width, height)
-        if box[2] <= 0 or box[3] <= 0:
-            counts["outside"] += 1
-            continue
-        if box != [float(x), float(y), float(w), float(h)]:
-            counts["clipped"] += 1
-        if category == _IGNORED_REGION:
-            ignore_regions.append(box)
-            continue
-        annotations.append(
-            {
-                "bbox": box,
-                "bbox_mode": BoxMode.XYWH_ABS,
-                "category_id": category - 1,
-                "iscrowd": 0,
-                "truncation": truncation,
-                "occlusion": occlusion,
-            }
-        )
-    return annotations, ignore_regions
-
 
 def load_visdrone(image_dir: PathLike, annotation_dir: PathLike) -> List[dict]:
     """Load one VisDrone-DET split as Detectron2 standard dataset dicts.
@@ -198,17 +86,17 @@ def load_visdrone(image_dir: PathLike, annotation_dir: PathLike) -> List[dict]:
             file that is not an image, or two images (or annotation files) with one stem.
     """
     image_dir, annotation_dir = Path(image_dir), Path(annotation_dir)
-    images = _list_files(image_dir, _IMAGE_EXTENSIONS)
-    annotation_files = _list_files(annotation_dir, {".txt"})
+    images = list_files(image_dir, IMAGE_EXTENSIONS)
+    annotation_files = list_files(annotation_dir, {".txt"})
 
     problems = []
     no_annotation = images.keys() - annotation_files.keys()
     no_image = annotation_files.keys() - images.keys()
     if no_annotation:
-        problems.append(_describe_missing(no_annotation, f"images without annotation file in "
+        problems.append(describe_missing(no_annotation, f"images without annotation file in "
                                                          f"{annotation_dir}"))
     if no_image:
-        problems.append(_describe_missing(no_image, f"annotation files without image in "
+        problems.append(describe_missing(no_image, f"annotation files without image in "
                                                     f"{image_dir}"))
     if problems:
         raise FileNotFoundError("VisDrone split does not pair up: " + "; ".join(problems))
@@ -216,8 +104,8 @@ def load_visdrone(image_dir: PathLike, annotation_dir: PathLike) -> List[dict]:
     counts: Counter = Counter()
     dataset_dicts = []
     for stem in sorted(images):
-        height, width = _image_size(images[stem])
-        annotations, ignore_regions = _load_annotations(
+        height, width = image_size(images[stem])
+        annotations, ignore_regions = load_annotation_file(
             annotation_files[stem], height, width, counts
         )
         counts["boxes"] += len(annotations)

@@ -6,7 +6,7 @@ from typing import Optional
 from detectron2.data import detection_utils as utils
 
 from ..data.cross_scale_mapper import ZoomInDatasetMapper, build_zoomin_augmentation
-from ..data.visdrone import _load_annotations
+from ..data.visdrone_files import load_annotation_file
 
 
 def load_image_dict(image_path: str, annotation_path: Optional[str] = None) -> dict:
@@ -25,7 +25,7 @@ def load_image_dict(image_path: str, annotation_path: Optional[str] = None) -> d
     height, width = image.shape[:2]
     annotations, ignore_regions = [], []
     if annotation_path:
-        annotations, ignore_regions = _load_annotations(Path(annotation_path), height, width, Counter())
+        annotations, ignore_regions = load_annotation_file(Path(annotation_path), height, width, Counter())
     return {
         "file_name": str(path),
         "image_id": path.stem,
