@@ -5,7 +5,7 @@
     python tools/box_sizes.py detections --stage DIR [DIR ...] [--dataset NAME] [--score 0.3]
 
 ``anchors``: every ground-truth box of ``DATASETS.TEST[0]`` (``--train``: ``DATASETS.TRAIN[0]``,
-one random training view per image) in the model's input pixels (the config's own test-time
+one random training view per image, seeded by ``--seed``) in the model's input pixels (the config's own test-time
 resize, or its training augmentation with ``--train``), against the anchors the model's
 anchor generator makes for that input (the head's feature maps of the config's backbone,
 so LA's 2x grid too). Reported: the box side ``sqrt(w h)`` (median, quartiles), the share of
@@ -96,6 +96,7 @@ def main(argv=None) -> None:
     anchors = commands.add_parser("anchors", help="ground-truth sizes against the model's anchors")
     anchors.add_argument("--config-file", required=True)
     anchors.add_argument("--train", action="store_true", help="the training split and augmentation")
+    anchors.add_argument("--seed", type=int, default=0, help="seed of the training augmentation's randomness")
     anchors.add_argument("--max-images", type=int, default=0, help="the first N images only (0: all)")
     anchors.add_argument("opts", nargs=argparse.REMAINDER, help="config options (KEY VALUE ...)")
     detections = commands.add_parser("detections", help="sizes of a trained model's confident detections")
@@ -104,8 +105,11 @@ def main(argv=None) -> None:
     detections.add_argument("--score", type=float, default=0.3)
     args = parser.parse_args(argv)
     if args.command == "anchors":
+        from detectron2.utils.env import seed_all_rng
+
         from zoominnet_d2.deploy.student import load_config
 
+        seed_all_rng(args.seed)
         result = anchor_coverage(load_config(args.config_file, args.opts), args.train, args.max_images)
         print(json.dumps(dict(config=args.config_file, **result)))
     else:
