@@ -13,7 +13,8 @@ by the students of every seed (``<output>/seed_<k>/``); finished stages are reus
 trained models of an earlier run are evaluated on another folder of frames, without
 retraining: ``<output>/eval_<folder name>.md`` / ``.json``.
 
-Unless ``--no-alternatives``, the table also has the alternatives of ``tools/alternatives.py``
+The students of every seed are trained before any alternative, and their table is written
+first. Unless ``--no-alternatives``, the table then gets the alternatives of ``tools/alternatives.py``
 (the teacher fine-tuned at 1x with ``configs/real/finetune_lr*.yaml``, per seed; SNet tested at
 native resolution; SNet on SAHI slices of the native frame), and ``frontier.png``
 (``eval_<folder name>_frontier.png``) draws accuracy against cost of every row.
@@ -74,40 +75,61 @@ def stage_dirs(out: Path, seeds: List[int]) -> Dict[int, Dict[str, Path]]:
 
 
 def train(args, out: Path) -> None:
+    """The teacher, then the students of every seed, then (unless ``--no-alternatives``) the
+    alternatives of every seed: a run cut short still has the students' table of every seed
+    (``results.md``, rewritten with the alternatives' rows when they are done)."""
     split = prepare_split(Path(args.data), out, args.val_every)
     log(TAG, f"split by sequence: {len(split['train'])} train frames ({len(split['train_sequences'])} "
              f"sequences), {len(split['val'])} val frames ({len(split['val_sequences'])} sequences)")
     root = str(out / "data")
     began = time.time()
     run_stages([TEACHER], str(out), args.seeds[0], args.force, root, DATASET, TAG, opts=args.opts)
-    per_seed, stages = [], trained_stages(args.no_alternatives)
+    stages = trained_stages(no_alternatives=True)
+    per_seed = []
     for seed in args.seeds:
-        run_stages(stages[1:], str(out / f"seed_{seed}"), seed, args.force, root, DATASET, TAG,
+        run_stages(STUDENTS, str(out / f"seed_{seed}"), seed, args.force, root, DATASET, TAG,
                    teacher_dir=str(out / TEACHER.name), opts=args.opts)
         dirs = stage_dirs(out, [seed])[seed]
-        rows = [collect_row(s, str(dirs[s.name]), DATASET) for s in stages]
-        if not args.no_alternatives:
+        per_seed.append([collect_row(s, str(dirs[s.name]), DATASET) for s in stages])
+    if not args.no_alternatives:
+        write_train_results(args, out, split, per_seed, stages, alternatives=False)
+        finetunes = finetune_stages("configs/real")
+        for seed, rows in zip(args.seeds, per_seed):
+            run_stages(finetunes, str(out / f"seed_{seed}"), seed, args.force, root, DATASET, TAG,
+                       teacher_dir=str(out / TEACHER.name), opts=args.opts)
+            dirs = stage_dirs(out, [seed])[seed]
+            rows += [collect_row(s, str(dirs[s.name]), DATASET) for s in finetunes]
             rows += evaluate_test_time_rows(alternative_predictors(dirs), str(out / f"seed_{seed}"), SNET,
                                             str(dirs["snet"]), TEACHER, str(dirs["tnet"]), DATASET, args.force, TAG)
-        per_seed.append(rows)
+        stages = trained_stages(no_alternatives=False)
+    write_train_results(args, out, split, per_seed, stages, alternatives=not args.no_alternatives)
+    print((out / "results.md").read_text())
+    log(TAG, f"finished in {(time.time() - began) / 60:.1f} min; results in {out}/results.md")
+
+
+def write_train_results(args, out: Path, split: Dict, per_seed: List[List[Dict]], stages: List[Stage],
+                        alternatives: bool) -> None:
+    """``results.md`` / ``results.json`` of the rows so far (CPU times of the first seed's
+    models) and, with the alternatives, ``frontier.png``."""
     rows = merge_seeds(per_seed)
-    add_cpu_times(rows, stages, stage_dirs(out, args.seeds[:1])[args.seeds[0]], args.timing_images,
-                  not args.no_alternatives)
+    add_cpu_times(rows, stages, stage_dirs(out, args.seeds[:1])[args.seeds[0]], args.timing_images, alternatives)
+    pending = [] if alternatives or args.no_alternatives else [
+        "The alternatives' rows are still being trained and evaluated; this table is rewritten with them."]
     notes = [f"Command: `{command()}`; seeds {args.seeds} (one teacher, trained with seed {args.seeds[0]}, "
              "shared by the students of every seed).",
              f"Data: {split['data']}, split by sequence: {len(split['train'])} train frames, "
              f"{len(split['val'])} val frames (sequences {', '.join(split['val_sequences'])}).",
              "Trained on native crops (students at 1/2), evaluated on whole val frames (students at 1/2 of "
              "native, the teacher at native); GFLOPs by fvcore at the square training input; CPU ms per "
-             "whole val frame: median at batch 1, one thread, models timed round-robin."]
+             "whole val frame: median at batch 1, one thread, models timed round-robin.", *pending]
     write_results(rows, str(out), "results", "ZoomInNet on real VisDrone frames", notes,
                   {"command": command(), "seeds": args.seeds, "split": {k: split[k] for k in (
                       "data", "val_every", "train_sequences", "val_sequences")}})
-    from zoominnet_d2.visualization.frontier import plot_frontier
+    if alternatives:
+        from zoominnet_d2.visualization.frontier import plot_frontier
 
-    plot_frontier(rows, str(out / "frontier.png"), f"real VisDrone val frames: accuracy against cost (seeds {args.seeds})")
-    print((out / "results.md").read_text())
-    log(TAG, f"finished in {(time.time() - began) / 60:.1f} min; results in {out}/results.md")
+        plot_frontier(rows, str(out / "frontier.png"),
+                      f"real VisDrone val frames: accuracy against cost (seeds {args.seeds})")
 
 
 def evaluate(args, out: Path) -> None:
