@@ -1,5 +1,7 @@
 """Shared pytest fixtures."""
+import importlib
 import os
+import sys
 from pathlib import Path
 
 # One intra-op thread for the suite and the subprocesses it starts: on a shared 2-core
@@ -21,3 +23,16 @@ def visdrone_real_root() -> Path:
     if not root.is_dir():
         pytest.skip("../shared/data/visdrone_real not present (only on developer machines)")
     return root
+
+
+@pytest.fixture
+def import_tool(monkeypatch):
+    """``import_tool(name)``: a fresh import of ``tools/<name>.py``, with ``tools/`` on the
+    path for this test only (the tools import each other by module name)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "tools"))
+
+    def load(name: str):
+        sys.modules.pop(name, None)
+        return importlib.import_module(name)
+
+    return load

@@ -1,9 +1,5 @@
 """The alternatives' rows (tools/alternatives.py), the fine-tuning configs and the frontier
 picture, against formulas and brute force."""
-import importlib
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -11,14 +7,10 @@ from detectron2.solver import build_lr_scheduler
 
 from zoominnet_d2.visualization.frontier import mean_and_spread, pareto_front, plot_frontier
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-
 
 @pytest.fixture
-def alternatives(monkeypatch):
-    monkeypatch.syspath_prepend(str(TOOLS))
-    sys.modules.pop("alternatives", None)
-    return importlib.import_module("alternatives")
+def alternatives(import_tool):
+    return import_tool("alternatives")
 
 
 def learning_rates(config: str, iterations):

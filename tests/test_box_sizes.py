@@ -1,8 +1,6 @@
 """tools/box_sizes.py: anchor coverage against boxes placed on known anchors, and detection
 sizes against numpy on a hand-made detections file."""
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +9,12 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from PIL import Image
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-REPO = TOOLS.parent
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def box_sizes(monkeypatch):
-    monkeypatch.syspath_prepend(str(TOOLS))
-    sys.modules.pop("box_sizes", None)
-    return importlib.import_module("box_sizes")
+def box_sizes(import_tool):
+    return import_tool("box_sizes")
 
 
 def register(name: str, tmp_path: Path, boxes_xywh) -> str:

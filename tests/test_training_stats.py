@@ -1,20 +1,15 @@
 """tools/training_stats.py on a hand-made run folder: window means of the losses and the
 per-class AP of the chosen dataset and classes."""
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
 @pytest.fixture
-def training_stats(monkeypatch):
-    monkeypatch.syspath_prepend(str(TOOLS))
-    sys.modules.pop("training_stats", None)
-    return importlib.import_module("training_stats")
+def training_stats(import_tool):
+    return import_tool("training_stats")
 
 
 def make_run(folder: Path, dataset: str) -> Path:

@@ -13,8 +13,9 @@ by the students of every seed (``<output>/seed_<k>/``); finished stages are reus
 trained models of an earlier run are evaluated on another folder of frames, without
 retraining: ``<output>/eval_<folder name>.md`` / ``.json``.
 
-The students of every seed are trained before any alternative, and their table is written
-first. Unless ``--no-alternatives``, the table then gets the alternatives of ``tools/alternatives.py``
+The students of every seed are trained before any alternative, and their table (without CPU
+times) is written first. Unless ``--no-alternatives``, the table then gets the alternatives of
+``tools/alternatives.py``
 (the teacher fine-tuned at 1x with ``configs/real/finetune_lr*.yaml``, per seed; SNet tested at
 native resolution; SNet on SAHI slices of the native frame), and ``frontier.png``
 (``eval_<folder name>_frontier.png``) draws accuracy against cost of every row.
@@ -84,15 +85,14 @@ def train(args, out: Path) -> None:
     root = str(out / "data")
     began = time.time()
     run_stages([TEACHER], str(out), args.seeds[0], args.force, root, DATASET, TAG, opts=args.opts)
-    stages = trained_stages(no_alternatives=True)
     per_seed = []
     for seed in args.seeds:
         run_stages(STUDENTS, str(out / f"seed_{seed}"), seed, args.force, root, DATASET, TAG,
                    teacher_dir=str(out / TEACHER.name), opts=args.opts)
         dirs = stage_dirs(out, [seed])[seed]
-        per_seed.append([collect_row(s, str(dirs[s.name]), DATASET) for s in stages])
+        per_seed.append([collect_row(s, str(dirs[s.name]), DATASET) for s in [TEACHER] + STUDENTS])
     if not args.no_alternatives:
-        write_train_results(args, out, split, per_seed, stages, alternatives=False)
+        write_train_results(args, out, split, per_seed, complete=False)
         finetunes = finetune_stages("configs/real")
         for seed, rows in zip(args.seeds, per_seed):
             run_stages(finetunes, str(out / f"seed_{seed}"), seed, args.force, root, DATASET, TAG,
@@ -101,20 +101,23 @@ def train(args, out: Path) -> None:
             rows += [collect_row(s, str(dirs[s.name]), DATASET) for s in finetunes]
             rows += evaluate_test_time_rows(alternative_predictors(dirs), str(out / f"seed_{seed}"), SNET,
                                             str(dirs["snet"]), TEACHER, str(dirs["tnet"]), DATASET, args.force, TAG)
-        stages = trained_stages(no_alternatives=False)
-    write_train_results(args, out, split, per_seed, stages, alternatives=not args.no_alternatives)
+    write_train_results(args, out, split, per_seed, complete=True)
     print((out / "results.md").read_text())
     log(TAG, f"finished in {(time.time() - began) / 60:.1f} min; results in {out}/results.md")
 
 
-def write_train_results(args, out: Path, split: Dict, per_seed: List[List[Dict]], stages: List[Stage],
-                        alternatives: bool) -> None:
-    """``results.md`` / ``results.json`` of the rows so far (CPU times of the first seed's
-    models) and, with the alternatives, ``frontier.png``."""
+def write_train_results(args, out: Path, split: Dict, per_seed: List[List[Dict]], complete: bool) -> None:
+    """``results.md`` / ``results.json`` of the rows so far. The ``complete`` table has the CPU
+    times of the first seed's models (all rows timed round-robin, once) and, with the
+    alternatives, ``frontier.png``; the students' table written before the alternatives has none."""
     rows = merge_seeds(per_seed)
-    add_cpu_times(rows, stages, stage_dirs(out, args.seeds[:1])[args.seeds[0]], args.timing_images, alternatives)
-    pending = [] if alternatives or args.no_alternatives else [
-        "The alternatives' rows are still being trained and evaluated; this table is rewritten with them."]
+    alternatives = not args.no_alternatives
+    if complete:
+        add_cpu_times(rows, trained_stages(args.no_alternatives), stage_dirs(out, args.seeds[:1])[args.seeds[0]],
+                      args.timing_images, alternatives)
+    pending = [] if complete else [
+        "The alternatives' rows are still being trained and evaluated; this table (without CPU times) is "
+        "rewritten with them and the CPU times of every row."]
     notes = [f"Command: `{command()}`; seeds {args.seeds} (one teacher, trained with seed {args.seeds[0]}, "
              "shared by the students of every seed).",
              f"Data: {split['data']}, split by sequence: {len(split['train'])} train frames, "
@@ -125,7 +128,7 @@ def write_train_results(args, out: Path, split: Dict, per_seed: List[List[Dict]]
     write_results(rows, str(out), "results", "ZoomInNet on real VisDrone frames", notes,
                   {"command": command(), "seeds": args.seeds, "split": {k: split[k] for k in (
                       "data", "val_every", "train_sequences", "val_sequences")}})
-    if alternatives:
+    if complete and alternatives:
         from zoominnet_d2.visualization.frontier import plot_frontier
 
         plot_frontier(rows, str(out / "frontier.png"),
