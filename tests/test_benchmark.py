@@ -136,4 +136,18 @@ def test_optional_sections_render_through_their_module(parts, bench):
            "deploy": {"eager_s": 0.5}}
     report = parts["render"].render_markdown(res, {"deploy": lambda r: ["## Deployment", f"eager {r['eager_s']}"]})
     assert report.rstrip().endswith("## Deployment\neager 0.5")
-    assert set(bench.OPTIONAL_SECTIONS) == {"official_eval", "deploy"}
+    assert set(bench.OPTIONAL_SECTIONS) == {"official_eval", "deploy", "data_loading"}
+
+
+def test_data_loading_section_times_every_mapper(import_tool):
+    """Smoke run of the optional ``data_loading`` section: every mapper of every data set is
+    timed (the real frames only where ``../shared`` is), and the table has a row per set."""
+    module = import_tool("benchmark_data_loading")
+    result = module.measure(repeats=1, num_images=2)
+    expected_sets = 2 if module.REAL_TRAIN.is_dir() else 1
+    assert len(result["sets"]) == expected_sets
+    for ms in result["sets"].values():
+        assert len(ms) == 3 and all(v > 0 for v in ms.values())
+    lines = module.render(result)
+    assert lines[0] == "## Training data: mapping one sample"
+    assert sum(line.startswith("| synthetic") or line.startswith("| real") for line in lines) == expected_sets

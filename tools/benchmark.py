@@ -19,7 +19,8 @@ VisDrone-like ground truth (50-100 small boxes per image).
 
 Optional sections, measured by standalone modules of ``tools/`` that expose
 ``measure() -> dict`` and ``render(result) -> List[str]``, are added with ``--sections``:
-``official_eval`` (``benchmark_official_eval.py``) and ``deploy`` (``benchmark_deploy.py``).
+``official_eval`` (``benchmark_official_eval.py``), ``deploy`` (``benchmark_deploy.py``) and
+``data_loading`` (``benchmark_data_loading.py``).
 """
 import argparse
 import importlib
@@ -46,7 +47,8 @@ from benchmarking.train import bench_train  # noqa: E402
 
 SECTIONS = ("threads", "inference", "train", "akdp", "memory")
 #: Section name -> module of tools/ with ``measure() -> dict`` and ``render(result) -> List[str]``.
-OPTIONAL_SECTIONS = {"official_eval": "benchmark_official_eval", "deploy": "benchmark_deploy"}
+OPTIONAL_SECTIONS = {"official_eval": "benchmark_official_eval", "deploy": "benchmark_deploy",
+                     "data_loading": "benchmark_data_loading"}
 WORKER_TASKS = {"akdp-memory": akdp_memory_task, "step-memory": step_memory_task}
 
 
