@@ -101,3 +101,56 @@ def test_slices_run_at_the_teachers_scale(alternatives):
         out, _ = T.apply_augmentations(build_zoomin_augmentation(cfg, is_train=False), image)
         assert out.shape == image.shape, config
         assert alternatives.input_size(load_config(config)) == side
+
+
+def sahi_rule_starts(length: int, side: int, overlap: float):
+    """Slice starts along one axis by SAHI's rule, written out: steps of ``side`` minus the
+    overlap in whole pixels, the last slice shifted back inside the image."""
+    step, starts, start = side - int(overlap * side), [], 0
+    while True:
+        if start + side >= length:
+            starts.append(max(0, length - side))
+            return sorted(set(starts))
+        starts.append(start)
+        start += step
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.1, 0.2, 0.3, 0.5])
+def test_slices_per_image_follow_sahis_rule(alternatives, overlap):
+    """Synthetic configs: the teacher's 256 px square of any original, 128 px slices."""
+    from count_flops import load_config
+
+    student, teacher = load_config("configs/synth/snet.yaml"), load_config("configs/synth/tnet.yaml")
+    per_axis = len(sahi_rule_starts(256, 128, overlap))
+    assert alternatives.slices_per_image(student, teacher, [(256, 256), (300, 200)], overlap) == per_axis ** 2
+    one = alternatives.sliced_gflops(student, teacher, [(256, 256)], False, overlap=0.0) / 4
+    assert alternatives.sliced_gflops(student, teacher, [(256, 256)], True, overlap=overlap) == pytest.approx(
+        (per_axis ** 2 + 1) * one)
+
+
+def test_slice_overlap_tool_evaluates_every_overlap(import_tool, tmp_path):
+    """Smoke run of tools/slice_overlap.py with a random-weight SNet on two synthetic images:
+    a row per overlap and full-image pass, with SAHI's slice counts and a metrics file each."""
+    from count_flops import load_config
+    from detectron2.modeling import build_model
+
+    from zoominnet_d2.data.synthetic import generate_dataset
+    from zoominnet_d2.data.visdrone import register_visdrone_split
+
+    tool = import_tool("slice_overlap")
+    for stage in ("snet", "tnet"):
+        cfg = load_config(f"configs/synth/{stage}.yaml")
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "config.yaml").write_text(cfg.dump())
+        torch.manual_seed(0)
+        torch.save({"model": build_model(cfg).state_dict()}, tmp_path / stage / "model_final.pth")
+    generate_dataset(tmp_path / "data", num_train=0, num_val=2, size=256, seed=0)
+    split = tmp_path / "data" / "VisDrone2019-DET-val"
+    name = f"test_slice_overlap_{tmp_path.name}"
+    register_visdrone_split(name, split / "images", split / "annotations")
+    report = tool.main(["--snet", str(tmp_path / "snet"), "--tnet", str(tmp_path / "tnet"), "--dataset", name,
+                        "--overlaps", "0", "0.2", "--output", str(tmp_path / "out")])
+    rows = [line.split(" | ") for line in report.splitlines() if line.startswith("| 0")]
+    assert [(r[0], r[1], r[2]) for r in rows] == [("| 0", "no", "4.0"), ("| 0", "yes", "4.0"),
+                                                  ("| 0.2", "no", "9.0"), ("| 0.2", "yes", "9.0")]
+    assert len(list((tmp_path / "out").glob(f"overlap_*/inference/{name}/visdrone_metrics.json"))) == 4

@@ -73,7 +73,7 @@ class SlicedPredictor:
     """BGR image -> ``Instances``: the image brought to the teacher's test input, SAHI's sliced
     prediction of the student on it, the boxes mapped back to the image's pixels."""
 
-    def __init__(self, student_cfg, weights: str, teacher_cfg, full_image_pass: bool):
+    def __init__(self, student_cfg, weights: str, teacher_cfg, full_image_pass: bool, overlap: float = OVERLAP):
         from zoominnet_d2.data.cross_scale_mapper import build_zoomin_augmentation
         from zoominnet_d2.deploy.predictor import TorchPredictor
         from zoominnet_d2.deploy.sahi_model import ZoomInSahiModel
@@ -84,6 +84,7 @@ class SlicedPredictor:
         self.to_teacher_input = build_zoomin_augmentation(teacher_cfg, is_train=False)
         self.slice_size = input_size(student_cfg)
         self.full_image_pass = full_image_pass
+        self.overlap = overlap
         self.max_detections = student_cfg.TEST.DETECTIONS_PER_IMAGE
 
     def __call__(self, image: np.ndarray):
@@ -93,7 +94,7 @@ class SlicedPredictor:
         from zoominnet_d2.deploy.sahi_model import sliced_instances
 
         large, transforms = T.apply_augmentations(self.to_teacher_input, image)
-        found = sliced_instances(self.model, np.ascontiguousarray(large[:, :, ::-1]), self.slice_size, OVERLAP,
+        found = sliced_instances(self.model, np.ascontiguousarray(large[:, :, ::-1]), self.slice_size, self.overlap,
                                  self.full_image_pass, self.max_detections)
         result = Instances(image.shape[:2], scores=found.scores, pred_classes=found.pred_classes)
         boxes = transforms.inverse().apply_box(found.pred_boxes.tensor.numpy())
@@ -101,26 +102,34 @@ class SlicedPredictor:
         return result
 
 
-def sliced_gflops(student_cfg, teacher_cfg, image_sizes, full_image_pass: bool) -> float:
-    """Mean GFLOPs per image of a sliced row over images of ``image_sizes`` ((h, w) originals)."""
-    from count_flops import count_gflops
+def slices_per_image(student_cfg, teacher_cfg, image_sizes, overlap: float = OVERLAP) -> float:
+    """Mean number of SAHI slices (the student's input size) per image of ``image_sizes``
+    ((h, w) originals) brought to the teacher's test input."""
     from detectron2.data import transforms as T
     from sahi.slicing import get_slice_bboxes
 
     from zoominnet_d2.data.cross_scale_mapper import build_zoomin_augmentation
 
     side = input_size(student_cfg)
-    per_slice = count_gflops(student_cfg, side)
-    full_cfg = slicing_config(student_cfg)
-    full = count_gflops(full_cfg, input_size(full_cfg)) if full_image_pass else 0.0
     augs = build_zoomin_augmentation(teacher_cfg, is_train=False)
     sizes = Counter(image_sizes)  # a dataset has few distinct sizes
     slices = 0
     for (h, w), images in sizes.items():
         large, _ = T.apply_augmentations(augs, np.zeros((h, w, 3), np.uint8))
         slices += images * len(get_slice_bboxes(large.shape[0], large.shape[1], slice_height=side, slice_width=side,
-                                                overlap_height_ratio=OVERLAP, overlap_width_ratio=OVERLAP))
-    return slices / sum(sizes.values()) * per_slice + full
+                                                overlap_height_ratio=overlap, overlap_width_ratio=overlap))
+    return slices / sum(sizes.values())
+
+
+def sliced_gflops(student_cfg, teacher_cfg, image_sizes, full_image_pass: bool, overlap: float = OVERLAP) -> float:
+    """Mean GFLOPs per image of a sliced row over images of ``image_sizes`` ((h, w) originals):
+    every slice at the student's input size, plus the full-image pass."""
+    from count_flops import count_gflops
+
+    per_slice = count_gflops(student_cfg, input_size(student_cfg))
+    full_cfg = slicing_config(student_cfg)
+    full = count_gflops(full_cfg, input_size(full_cfg)) if full_image_pass else 0.0
+    return slices_per_image(student_cfg, teacher_cfg, image_sizes, overlap) * per_slice + full
 
 
 def test_time_predictors(snet: Stage, snet_dir: str, tnet: Stage, tnet_dir: str) -> Dict[str, Callable]:
