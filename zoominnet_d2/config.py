@@ -19,7 +19,7 @@ def add_zoominnet_config(cfg: CN) -> CN:
     _C.INPUT.NATIVE_DOWNSCALE = 0
     # Keep up to this many MB of decoded training images in memory (per data-loader process),
     # so that they are decoded once instead of every epoch (zoominnet_d2/data/image_cache.py).
-    # 0: off. Decoding a 1920x1080 JPEG takes 5-7 ms on a CPU core.
+    # 0: off. Mapping a real VisDrone frame took 18 ms with decoding, 4 ms cached (BENCHMARKS.md).
     _C.DATALOADER.DECODED_IMAGE_CACHE_MB = 0
 
     _C.MODEL.ZOOMIN = CN()

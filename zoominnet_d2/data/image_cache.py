@@ -1,8 +1,8 @@
 """Decoded training images kept in memory, so that each epoch does not decode them again.
 
-Decoding is a large share of a CPU training step on high-resolution frames: a 1920x1080
-VisDrone JPEG takes 5-7 ms, ~50 ms for a batch of 8, against a 0.3 s step of the CPU-sized
-real-frame student (``tools/real_benchmark.py``). The cache is filled up to a byte budget
+Decoding is most of the cost of mapping a high-resolution sample: a real VisDrone frame took
+18 ms to map with decoding and 4 ms from the cache (BENCHMARKS.md, "Training data"), ~110 ms
+per batch of 8 against a 0.3-1.0 s step of the CPU-sized real-frame models. The cache is filled up to a byte budget
 (``DATALOADER.DECODED_IMAGE_CACHE_MB``) and never evicts: once full, the remaining images are
 decoded each time they are read. Each data-loader process has its own cache.
 """
