@@ -119,9 +119,14 @@ def test_chain_without_resize_is_refused():
         scale_transforms(T.TransformList([T.CropTransform(0, 0, 10, 10)]), 2)
 
 
-def test_mapper_crops_teacher_and_clips_and_drops_boxes(tmp_path, caplog):
+def test_mapper_crops_teacher_and_clips_and_drops_boxes(tmp_path, caplog, monkeypatch):
     """Configured crop + square resize: both views of one region; a box cut by the crop is
     clipped, a box outside it dropped and counted."""
+    import detectron2.utils.logger
+
+    # log_every_n_seconds logs a call site once a minute per process: an earlier test that
+    # dropped boxes (e.g. the data-loading benchmark's smoke run) would silence this one.
+    monkeypatch.setattr(detectron2.utils.logger, "_LOG_TIMER", {})
     path = tmp_path / "img.png"
     original = _original(path)
     x0, y0, w, h = CROP
