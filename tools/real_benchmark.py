@@ -38,8 +38,8 @@ SNET = Stage("snet", "configs/real/snet.yaml", "SNet (crops / 2)", 1.0)
 TEACHER = Stage("tnet", "configs/real/tnet.yaml", "TNet (native crops)", 4.0)
 STUDENTS = [
     SNET,
-    Stage("la", "configs/real/la.yaml", "SNet + LA", 1.4),
-    Stage("cskd_la", "configs/real/cskd_la.yaml", "SNet + LA + CSKD", 2.6,
+    Stage("la", "configs/real/la.yaml", "SNet + LA", 2.0),
+    Stage("cskd_la", "configs/real/cskd_la.yaml", "SNet + LA + CSKD", 2.8,
           teacher_as="MODEL.ZOOMIN.TEACHER.WEIGHTS"),
 ]
 DATASET = "visdrone2019_val"
