@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Why the real-frame teacher stays weak (RESULTS.md, "Real VisDrone frames"): the teacher of an
-# earlier `tools/real_benchmark.py --output RUN` evaluated at its saved checkpoints on val and,
-# at the end, on its own training frames (a detector that is as weak on the frames it trained
-# on underfits: more schedule or capacity, not more data); then the teacher and SNet trained
-# with longer schedules. Tuned on the teacher and SNet only, never on a distilled student.
+# Whether the real-frame teacher is limited by its schedule (RESULTS.md, "Real VisDrone frames"):
+# the teacher of an earlier `tools/real_benchmark.py --output RUN` evaluated on val at every
+# checkpoint it saved and, at the end, on its own training frames (a detector that is as weak on
+# the frames it trained on underfits: more schedule or capacity, not more data). With --train,
+# SNet is also trained with the teacher's schedule (configs/real/tnet.yaml: twice the
+# students'), to see whether the students are schedule-limited too. Tuned on the teacher and
+# SNet only, never on a distilled student.
 # Usage: bash tools/real_teacher_probe.sh RUN [out_dir] [--train]
-#   without --train: the checkpoint evaluations only (~5 min on 2 cores);
-#   with --train: also the longer schedules (~25 min per 3000-iteration teacher, one at a time).
+#   without --train: the checkpoint evaluations only (5 min for three checkpoints on 2 cores);
+#   with --train: also SNet at 3000 iterations (twice its 6-10 min in RESULTS.md).
 # Prints one line per run: name, dataset, mAP, AP50, AP_S, AR@100, car AP, pedestrian AP (COCO protocol).
 set -euo pipefail
 RUN=$(cd "${1:?usage: bash tools/real_teacher_probe.sh RUN [out_dir] [--train]}" && pwd)
@@ -36,12 +38,12 @@ train() {  # name config opts...
   fi
   report "$name" visdrone2019_val "$OUT/$name/inference/visdrone2019_val/visdrone_metrics.json"
 }
-for it in 0000499 0000999; do
-  evaluate "tnet_iter_$it" "$RUN/tnet/model_$it.pth" visdrone2019_val
+for weights in "$RUN"/tnet/model_0*.pth; do
+  it=$(basename "$weights" .pth)
+  evaluate "tnet_iter_${it#model_}" "$weights" visdrone2019_val
 done
 evaluate tnet_final "$RUN/tnet/model_final.pth" visdrone2019_val
 evaluate tnet_final_on_train "$RUN/tnet/model_final.pth" visdrone2019_train
 if [ "$TRAIN" = "--train" ]; then
-  train tnet_3000x8 configs/real/tnet.yaml SOLVER.MAX_ITER 3000 SOLVER.STEPS "(2000, 2700)"
   train snet_3000x8 configs/real/snet.yaml SOLVER.MAX_ITER 3000 SOLVER.STEPS "(2000, 2700)"
 fi
