@@ -136,7 +136,7 @@ def test_optional_sections_render_through_their_module(parts, bench):
            "deploy": {"eager_s": 0.5}}
     report = parts["render"].render_markdown(res, {"deploy": lambda r: ["## Deployment", f"eager {r['eager_s']}"]})
     assert report.rstrip().endswith("## Deployment\neager 0.5")
-    assert set(bench.OPTIONAL_SECTIONS) == {"official_eval", "deploy", "data_loading"}
+    assert set(bench.OPTIONAL_SECTIONS) == {"official_eval", "deploy", "data_loading", "training_threads"}
 
 
 def test_data_loading_section_times_every_mapper(import_tool):
@@ -151,3 +151,16 @@ def test_data_loading_section_times_every_mapper(import_tool):
     lines = module.render(result)
     assert lines[0] == "## Training data: mapping one sample"
     assert sum(line.startswith("| synthetic") or line.startswith("| real") for line in lines) == expected_sets
+
+
+def test_training_threads_section_runs_every_way(import_tool):
+    """Smoke run of the optional ``training_threads`` section on SNet: every way (one process
+    at 2 threads, at 1 thread, two processes at once) runs its workers to the end, and the
+    table's gain column is side by side over one at a time."""
+    module = import_tool("benchmark_training_threads")
+    result = module.measure(rounds=1, steps=1, warmup=0, models=("SNet",))
+    rates = result["rates"]["SNet"]
+    assert set(rates) == set(module.WAYS) and all(r > 0 for r in rates.values())
+    row = next(line for line in module.render(result) if line.startswith("| SNet |"))
+    gain = rates["2 processes x 1 thread"] / rates["1 process x 2 threads"]
+    assert row.rstrip(" |").endswith(f"{gain:.2f}")

@@ -19,8 +19,9 @@ VisDrone-like ground truth (50-100 small boxes per image).
 
 Optional sections, measured by standalone modules of ``tools/`` that expose
 ``measure() -> dict`` and ``render(result) -> List[str]``, are added with ``--sections``:
-``official_eval`` (``benchmark_official_eval.py``), ``deploy`` (``benchmark_deploy.py``) and
-``data_loading`` (``benchmark_data_loading.py``).
+``official_eval`` (``benchmark_official_eval.py``), ``deploy`` (``benchmark_deploy.py``),
+``data_loading`` (``benchmark_data_loading.py``) and ``training_threads``
+(``benchmark_training_threads.py``).
 """
 import argparse
 import importlib
@@ -48,7 +49,8 @@ from benchmarking.train import bench_train  # noqa: E402
 SECTIONS = ("threads", "inference", "train", "akdp", "memory")
 #: Section name -> module of tools/ with ``measure() -> dict`` and ``render(result) -> List[str]``.
 OPTIONAL_SECTIONS = {"official_eval": "benchmark_official_eval", "deploy": "benchmark_deploy",
-                     "data_loading": "benchmark_data_loading"}
+                     "data_loading": "benchmark_data_loading",
+                     "training_threads": "benchmark_training_threads"}
 WORKER_TASKS = {"akdp-memory": akdp_memory_task, "step-memory": step_memory_task}
 
 
