@@ -15,9 +15,10 @@ timed and two workers' steps overlap. The figure is the machine's training steps
 1 / median step time of a worker, summed over the workers. The three ways are run round-robin,
 ``rounds`` times, and the median over rounds is reported, so that a load change hits them alike.
 
-``python tools/benchmark_training_threads.py`` prints the markdown; ``measure()`` returns the
+``python tools/benchmark_training_threads.py [--rounds N] [--steps N]`` prints the markdown; ``measure()`` returns the
 figures and ``render(result)`` the markdown lines.
 """
+import argparse
 import json
 import os
 import statistics
@@ -121,11 +122,20 @@ def render(result: dict) -> List[str]:
     return lines
 
 
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="round-robin rounds (the median is reported)")
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps per worker and round")
+    args = parser.parse_args(argv)
+    print("\n".join(render(measure(rounds=args.rounds, steps=args.steps))))
+    return 0
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--worker"]:
+    if sys.argv[1:2] == ["--worker"]:  # internal: one timed worker process, started by run_way
         sys.path.insert(0, str(REPO))
         import zoominnet_d2  # noqa: F401  (its compat shims before Detectron2's imports)
 
         worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     else:
-        print("\n".join(render(measure())))
+        sys.exit(main())
