@@ -201,7 +201,10 @@ def merge_seeds(per_seed: List[List[Dict]]) -> List[Dict]:
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, {platform.platform()}"
+    from benchmarking.common import cpu_model  # tools/ is on the path of every caller
+
+    return (f"{platform.machine()}, {os.cpu_count()} cores ({cpu_model()}), {platform.python_version()}, "
+            f"{platform.platform()}")
 
 
 def write_results(rows: List[Dict], out: str, name: str, title: str, notes: Sequence[str], extra: Dict) -> None:

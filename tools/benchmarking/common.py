@@ -182,14 +182,19 @@ def medians(samples: List[Dict[str, float]]) -> Dict[str, float]:
     return {k: med(samples, k) for k in samples[0]}
 
 
-def machine_info() -> dict:
-    cpu = "unknown"
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("unknown" where there is none): machines of
+    one cloud type differ in it, and results move between them."""
     try:
         with open("/proc/cpuinfo") as f:
             m = re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M)
-            cpu = m.group(1).strip() if m else cpu
     except OSError:
-        pass
+        return "unknown"
+    return m.group(1).strip() if m else "unknown"
+
+
+def machine_info() -> dict:
+    cpu = cpu_model()
     return {
         "date": subprocess.run(["date"], capture_output=True, text=True).stdout.strip(),
         "nproc": os.cpu_count(), "cpu": cpu, "torch": torch.__version__,
