@@ -18,6 +18,8 @@ import time
 from datetime import date
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
+from host import cpu_model
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -201,8 +203,6 @@ def merge_seeds(per_seed: List[List[Dict]]) -> List[Dict]:
 
 
 def machine() -> str:
-    from benchmarking.common import cpu_model  # tools/ is on the path of every caller
-
     return (f"{platform.machine()}, {os.cpu_count()} cores ({cpu_model()}), {platform.python_version()}, "
             f"{platform.platform()}")
 

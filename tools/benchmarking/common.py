@@ -10,7 +10,6 @@ import copy
 import gc
 import math
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
 from count_flops import load_config
+from host import cpu_model
 from zoominnet_d2.modeling import ZoomInNet, attach_configured_teacher
 
 REPO = Path(__file__).resolve().parents[2]
@@ -180,17 +180,6 @@ def med(samples: List[Dict[str, float]], key: str = "total") -> float:
 def medians(samples: List[Dict[str, float]]) -> Dict[str, float]:
     """The median of every key of a task's rounds."""
     return {k: med(samples, k) for k in samples[0]}
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo ("unknown" where there is none): machines of
-    one cloud type differ in it, and results move between them."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            m = re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M)
-    except OSError:
-        return "unknown"
-    return m.group(1).strip() if m else "unknown"
 
 
 def machine_info() -> dict:
