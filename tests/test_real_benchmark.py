@@ -80,7 +80,7 @@ def test_real_pipeline_smoke(visdrone_real_root, tmp_path):
             # ~200 slices of a native frame is what would take the time here.
             "TEST.DETECTIONS_PER_IMAGE", "20"]
     cmd = [sys.executable, str(REPO / "tools" / "real_benchmark.py"), "--data", str(data), "--output",
-           str(out), "--val-every", "3", "--timing-images", "1"] + opts
+           str(out), "--val-every", "3", "--timing-images", "1", "--parallel", "2"] + opts
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     split = json.loads((out / "split.json").read_text())

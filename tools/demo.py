@@ -33,8 +33,9 @@ from typing import Dict, List
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from alternatives import evaluate_test_time_rows, finetune_stages, test_time_predictors  # noqa: E402
-from experiment import (REPO, Stage, collect_row, cpu_ms_per_image, detections_file, log,  # noqa: E402
-                        merge_seeds, run_stages, stage_predictors, write_results)
+from experiment import (REPO, Stage, cancel_training, collect_row, cpu_ms_per_image, detections_file,  # noqa: E402
+                        log, machine_cores, merge_seeds, stage_jobs, stage_predictors, write_results)
+from side_by_side import Job, run_jobs  # noqa: E402
 
 STAGES = [
     Stage("tnet", "configs/synth/tnet.yaml", "TNet (2x image)", 1.9),
@@ -56,22 +57,40 @@ SCORE_THRESHOLD = 0.3  # the same for every model in the detection pictures
 
 
 def run_pipeline(out: str, seed: int, force: bool, stage_names: List[str], dataset_root: str,
-                 alternatives: bool) -> List[Dict]:
+                 alternatives: bool, parallel: int) -> List[Dict]:
     """Train and evaluate the stages of one seed in ``out`` and, with ``alternatives``, the
-    alternatives' rows (``tools/alternatives.py``; they need TNet and SNet); the table rows
-    with CPU times."""
+    alternatives' rows (``tools/alternatives.py``; they need TNet and SNet), ``parallel`` jobs
+    side by side; the table rows with CPU times."""
     stages = [s for s in STAGES + OPTIONAL_STAGES if s.name in stage_names]
     alternatives = alternatives and {"tnet", "snet"} <= set(stage_names)
-    trained = stages + (finetune_stages("configs/synth") if alternatives else [])
-    run_stages(trained, out, seed, force, dataset_root, DATASET, TAG)
+    finetunes = finetune_stages("configs/synth") if alternatives else []
+    snet, tnet = (next(s for s in STAGES if s.name == name) for name in ("snet", "tnet"))
+    snet_dir, tnet_dir = os.path.join(out, snet.name), os.path.join(out, tnet.name)
+
+    def test_time_rows(threads: int) -> None:
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            predictors = test_time_predictors(snet, snet_dir, tnet, tnet_dir)
+            evaluate_test_time_rows(predictors, out, snet, snet_dir, tnet, tnet_dir, DATASET, force, TAG)
+        finally:
+            torch.set_num_threads(before)
+
+    # The test-time rows need only SNet and TNet, so they are evaluated beside the other stages,
+    # before the fine-tuning (which is shorter: it ends closer to the distilled stage).
+    extra = [Job("test_time_rows", test_time_rows, 1.5, needs=("snet", "tnet"))] if alternatives else []
+    jobs = (stage_jobs(stages, out, seed, force, dataset_root, DATASET, TAG) + extra
+            + stage_jobs(finetunes, out, seed, force, dataset_root, DATASET, TAG))
+    run_jobs(jobs, parallel, machine_cores(), lambda msg: log(TAG, msg), cancel=cancel_training)
+    trained = stages + finetunes
     rows = [collect_row(stage, os.path.join(out, stage.name), DATASET) for stage in trained]
     predictors = stage_predictors(trained, {s.name: os.path.join(out, s.name) for s in trained})
     if alternatives:
-        snet, tnet = (next(s for s in STAGES if s.name == name) for name in ("snet", "tnet"))
-        snet_dir, tnet_dir = os.path.join(out, snet.name), os.path.join(out, tnet.name)
-        extra = test_time_predictors(snet, snet_dir, tnet, tnet_dir)
-        rows += evaluate_test_time_rows(extra, out, snet, snet_dir, tnet, tnet_dir, DATASET, force, TAG)
-        predictors.update(extra)
+        extra_predictors = test_time_predictors(snet, snet_dir, tnet, tnet_dir)
+        rows += evaluate_test_time_rows(extra_predictors, out, snet, snet_dir, tnet, tnet_dir, DATASET, False, TAG)
+        predictors.update(extra_predictors)
     for row in rows:
         log(TAG, f"{row['stage']}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("model", "stage")))
     log(TAG, "timing inference of all models (round-robin, 1 thread)")
@@ -136,6 +155,8 @@ def main(argv=None) -> None:
                         help="training stages (default: the four of Table 3; also fa_thin, cskd_fa_thin)")
     parser.add_argument("--no-alternatives", action="store_true", help="leave out the alternatives' rows "
                         "(SNet tested at 2x, SAHI slices, TNet fine-tuned at 1x) and frontier.png")
+    parser.add_argument("--parallel", type=int, default=min(2, machine_cores()),
+                        help="jobs side by side, each on cores / parallel threads (default: 2 on 2+ cores)")
     parser.add_argument("--datasets", default=os.path.join(REPO, "datasets"),
                         help="DETECTRON2_DATASETS root; the synthetic set goes in <root>/synthdrone")
     args = parser.parse_args(argv)
@@ -153,7 +174,8 @@ def main(argv=None) -> None:
     per_seed = []
     for seed in seeds:
         out = args.output if args.seeds is None else os.path.join(args.output, f"seed_{seed}")
-        per_seed.append(run_pipeline(out, seed, args.force, args.stages, dataset_root, not args.no_alternatives))
+        per_seed.append(run_pipeline(out, seed, args.force, args.stages, dataset_root, not args.no_alternatives,
+                                     args.parallel))
     rows = merge_seeds(per_seed)
     command = ("python tools/demo.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
     notes = [f"Command: `{command}`; seeds {seeds}.",

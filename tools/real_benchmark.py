@@ -88,7 +88,7 @@ def train(args, out: Path) -> None:
     per_seed = []
     for seed in args.seeds:
         run_stages(STUDENTS, str(out / f"seed_{seed}"), seed, args.force, root, DATASET, TAG,
-                   teacher_dir=str(out / TEACHER.name), opts=args.opts)
+                   teacher_dir=str(out / TEACHER.name), opts=args.opts, parallel=args.parallel)
         dirs = stage_dirs(out, [seed])[seed]
         per_seed.append([collect_row(s, str(dirs[s.name]), DATASET) for s in [TEACHER] + STUDENTS])
     if not args.no_alternatives:
@@ -96,7 +96,7 @@ def train(args, out: Path) -> None:
         finetunes = finetune_stages("configs/real")
         for seed, rows in zip(args.seeds, per_seed):
             run_stages(finetunes, str(out / f"seed_{seed}"), seed, args.force, root, DATASET, TAG,
-                       teacher_dir=str(out / TEACHER.name), opts=args.opts)
+                       teacher_dir=str(out / TEACHER.name), opts=args.opts, parallel=args.parallel)
             dirs = stage_dirs(out, [seed])[seed]
             rows += [collect_row(s, str(dirs[s.name]), DATASET) for s in finetunes]
             rows += evaluate_test_time_rows(alternative_predictors(dirs), str(out / f"seed_{seed}"), SNET,
@@ -217,6 +217,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds of the students")
     parser.add_argument("--val-every", type=int, default=5, help="every k-th sequence goes to val (default 5)")
     parser.add_argument("--force", action="store_true", help="redo finished stages")
+    parser.add_argument("--parallel", type=int, default=1, help="a seed's students (and fine-tuned models) "
+                        "trained side by side, each on cores / parallel threads (default 1: one at a time, "
+                        "as for the RESULTS.md run)")
     parser.add_argument("--timing-images", type=int, default=20, help="val frames timed per model")
     parser.add_argument("--no-alternatives", action="store_true", help="leave out the alternatives' rows "
                         "(TNet fine-tuned at 1x, SNet tested at 2x, SAHI slices) and the frontier picture")
