@@ -97,3 +97,14 @@ def test_stage_jobs_reuse_finished_stages_and_give_the_distilled_stage_its_teach
     assert env["OMP_NUM_THREADS"] == "1" and env["DETECTRON2_DATASETS"] == "/data"
     assert args[args.index("SEED") + 1] == "3"
     assert args[args.index("MODEL.ZOOMIN.TEACHER.WEIGHTS") + 1] == str(tmp_path / "tnet" / "model_final.pth")
+
+
+def test_eta_counts_pending_jobs_and_the_unfinished_part_of_running_ones(side_by_side):
+    eta = side_by_side._Eta(parallel=2)
+    job = side_by_side.Job("x", lambda threads: None, 1.0)
+    assert eta.hint([], []) == "ETA after the first job"
+    eta.finished(job, 60.0)  # 60 s per unit of cost
+    pending = [job._replace(name="p", cost=3.0)]
+    running = [(job._replace(name="r", cost=2.0), time.time() - 60.0)]  # one of its two units done
+    # (3 + 1) units x 60 s, two at a time: 2 min
+    assert eta.hint(pending, running) == "about 2 min left for all jobs"

@@ -45,8 +45,8 @@ def run_jobs(jobs: Sequence[Job], parallel: int, cores: int, log: Callable[[str]
         raise ValueError(f"job names must be unique: {names}")
     pending: List[Job] = list(jobs)
     running: Dict[Future, Job] = {}
-    total = sum(j.cost for j in jobs)
-    done_cost, start = 0.0, time.time()
+    started: Dict[str, float] = {}
+    eta = _Eta(parallel)
     failure: Optional[BaseException] = None
 
     def ready() -> List[Job]:
@@ -63,29 +63,44 @@ def run_jobs(jobs: Sequence[Job], parallel: int, cores: int, log: Callable[[str]
             for job in startable[:parallel - len(running)]:
                 alone = not running and len(startable) == 1
                 threads = cores if alone else max(1, cores // parallel)
-                if done_cost:
-                    left = (time.time() - start) / done_cost * (total - done_cost)
-                    hint = f"about {left / 60:.0f} min left for all jobs"
-                else:
-                    hint = "ETA after the first job"
-                log(f"{job.name}: starting on {threads} thread(s); {hint}")
+                log(f"{job.name}: starting on {threads} thread(s); "
+                    f"{eta.hint(pending, [(j, started[j.name]) for j in running.values()])}")
                 pending.remove(job)
-                running[pool.submit(_timed, job, threads, log)] = job
+                started[job.name] = time.time()
+                running[pool.submit(job.run, threads)] = job
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in finished:
                 job = running.pop(future)
+                seconds = time.time() - started[job.name]
                 error = future.exception()
-                if error is not None and failure is None:
+                if error is None:
+                    log(f"{job.name}: done in {seconds:.0f} s")
+                    eta.finished(job, seconds)
+                elif failure is None:
                     failure = error
                     pending.clear()
                     if cancel is not None:
                         cancel()
-                done_cost += job.cost
     if failure is not None:
         raise failure
 
 
-def _timed(job: Job, threads: int, log: Callable[[str], None]) -> None:
-    began = time.time()
-    job.run(threads)
-    log(f"{job.name}: done in {time.time() - began:.0f} s")
+class _Eta:
+    """Time left for the jobs not yet done, from the seconds per unit of cost of the finished
+    ones: the pending jobs' cost and the running jobs' unfinished part, ``parallel`` at a time."""
+
+    def __init__(self, parallel: int):
+        self.parallel = max(1, parallel)
+        self.seconds = self.cost = 0.0
+
+    def finished(self, job: Job, seconds: float) -> None:
+        self.seconds += seconds
+        self.cost += job.cost
+
+    def hint(self, pending: Sequence[Job], running: Sequence[Tuple[Job, float]]) -> str:
+        if not self.cost:
+            return "ETA after the first job"
+        per_unit = self.seconds / self.cost
+        now = time.time()
+        units = sum(j.cost for j in pending) + sum(max(0.0, j.cost - (now - t) / per_unit) for j, t in running)
+        return f"about {units * per_unit / self.parallel / 60:.0f} min left for all jobs"
