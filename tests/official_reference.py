@@ -6,7 +6,6 @@ Written line by line from the MATLAB code of VisDrone2018-DET-toolkit (``saveAnn
 ``zoominnet_d2.evaluation``. Slow (loops over classes x thresholds x caps x images x
 detections x boxes): for a few images only.
 """
-import math
 from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np

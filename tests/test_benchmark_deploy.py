@@ -1,21 +1,14 @@
 """tools/benchmark_deploy.py: its measure/render on tiny synth models (no timing asserted:
 the machine is shared; only that every number is there and the table renders)."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is in the dev extra (pip install -e .[dev])")
 
 from deploy_helpers import TINY  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def test_measure_and_render():
-    spec = importlib.util.spec_from_file_location("zoominnet_benchmark_deploy", REPO / "tools" / "benchmark_deploy.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_measure_and_render(import_tool):
+    bench = import_tool("benchmark_deploy")
     models = {"SNet": "configs/synth/snet.yaml", "SNet + LA": "configs/synth/la.yaml"}
     result = bench.measure(size=128, threads=(1,), repeats=1, num_frames=1, models=models, opts=TINY)
     assert len(result["latency"]) == 2 * 4 + 2 * 2  # models x runtimes + the saturated pair x 2

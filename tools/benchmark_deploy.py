@@ -23,7 +23,6 @@ BENCHMARKS.md.
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from detectron2.data.detection_utils import read_image
 from PIL import Image
 from torch.profiler import ProfilerActivity, profile
 
+from host import machine
 from zoominnet_d2.data.synthetic import render_image
 from zoominnet_d2.deploy import build_predictor, build_student, export_student, load_config
 from zoominnet_d2.deploy.graph import split_outputs
@@ -195,8 +195,7 @@ def _measure(workdir: str, size: int, threads, repeats: int, num_frames: int, mo
     rates = predictor_rate(la_cfg, files["SNet + LA"]["pth"], files["SNet + LA"]["onnx"], num_frames, max(threads))
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, "
-                   f"torch {torch.__version__}, Python {platform.python_version()}",
+        "machine": f"{machine()}, torch {torch.__version__}",
         "load": [load, os.getloadavg()], "size": size, "threads": list(threads), "repeats": repeats,
         "models": list(models),
         "latency": {" | ".join(map(str, k)): v for k, v in latency["wall"].items()},

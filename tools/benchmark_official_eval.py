@@ -11,7 +11,6 @@ official files (reading the annotation and result files, then evaluating).
 figures and ``render(result)`` the markdown lines.
 """
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from host import machine  # noqa: E402
 from zoominnet_d2.data.visdrone import VISDRONE_CLASSES  # noqa: E402
 from zoominnet_d2.evaluation.official_protocol import evaluate_official  # noqa: E402
 from zoominnet_d2.evaluation.visdrone_txt import read_visdrone_txt  # noqa: E402
@@ -90,8 +90,7 @@ def measure(repeats: int = 3, num_images: int = IMAGES) -> Dict:
         "seconds_in_memory": float(np.median(in_memory)),
         "seconds_from_files": float(np.median(from_files)),
         "repeats": repeats, "AP": metrics["AP"],
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                   f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+        "machine": f"{machine()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
                    f"load {os.getloadavg()[0]:.1f}",
     }
 

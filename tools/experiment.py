@@ -9,7 +9,6 @@ with both is finished and reused unless forced.
 import json
 import math
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -18,7 +17,7 @@ import time
 from datetime import date
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Set
 
-from host import cpu_model
+from host import machine
 from side_by_side import Job, run_jobs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -224,11 +223,6 @@ def merge_seeds(per_seed: List[List[Dict]]) -> List[Dict]:
         return per_seed[0]
     keys = [c[0] for c in COLUMNS] + ["cpu_ms"]
     return [dict(rows[0], **{k: [r.get(k) for r in rows] for k in keys}) for rows in zip(*per_seed)]
-
-
-def machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} cores ({cpu_model()}), {platform.python_version()}, "
-            f"{platform.platform()}")
 
 
 def write_results(rows: List[Dict], out: str, name: str, title: str, notes: Sequence[str], extra: Dict) -> None:

@@ -1,4 +1,6 @@
 """What machine a result was measured on, for the headers of results and benchmark files."""
+import os
+import platform
 import re
 
 
@@ -11,3 +13,9 @@ def cpu_model() -> str:
     except OSError:
         return "unknown"
     return m.group(1).strip() if m else "unknown"
+
+
+def machine() -> str:
+    """One line for a results or benchmark file: architecture, cores, CPU model, Python, OS."""
+    return (f"{platform.machine()}, {os.cpu_count()} cores ({cpu_model()}), Python {platform.python_version()}, "
+            f"{platform.platform()}")
