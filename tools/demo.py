@@ -67,14 +67,17 @@ def run_pipeline(out: str, seed: int, force: bool, stage_names: List[str], datas
     snet, tnet = (next(s for s in STAGES if s.name == name) for name in ("snet", "tnet"))
     snet_dir, tnet_dir = os.path.join(out, snet.name), os.path.join(out, tnet.name)
 
+    test_time: Dict = {}  # the test-time rows' predictors and table rows, from their job
+
     def test_time_rows(threads: int) -> None:
         import torch
 
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            predictors = test_time_predictors(snet, snet_dir, tnet, tnet_dir)
-            evaluate_test_time_rows(predictors, out, snet, snet_dir, tnet, tnet_dir, DATASET, force, TAG)
+            test_time["predictors"] = test_time_predictors(snet, snet_dir, tnet, tnet_dir)
+            test_time["rows"] = evaluate_test_time_rows(test_time["predictors"], out, snet, snet_dir, tnet,
+                                                        tnet_dir, DATASET, force, TAG)
         finally:
             torch.set_num_threads(before)
 
@@ -86,11 +89,9 @@ def run_pipeline(out: str, seed: int, force: bool, stage_names: List[str], datas
     run_jobs(jobs, parallel, machine_cores(), lambda msg: log(TAG, msg), cancel=cancel_training)
     trained = stages + finetunes
     rows = [collect_row(stage, os.path.join(out, stage.name), DATASET) for stage in trained]
+    rows += test_time.get("rows", [])
     predictors = stage_predictors(trained, {s.name: os.path.join(out, s.name) for s in trained})
-    if alternatives:
-        extra_predictors = test_time_predictors(snet, snet_dir, tnet, tnet_dir)
-        rows += evaluate_test_time_rows(extra_predictors, out, snet, snet_dir, tnet, tnet_dir, DATASET, False, TAG)
-        predictors.update(extra_predictors)
+    predictors.update(test_time.get("predictors", {}))
     for row in rows:
         log(TAG, f"{row['stage']}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("model", "stage")))
     log(TAG, "timing inference of all models (round-robin, 1 thread)")

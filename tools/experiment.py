@@ -74,15 +74,17 @@ def run_train_net(args: List[str], env: Dict[str, str], tag: str, name: str, log
                           text=True) as proc:
         _TRAINING.add(proc)
         tail: List[str] = []
-        for line in proc.stdout:
-            tail = (tail + [line])[-40:]
-            match = ETA_LINE.search(line)
-            if match:
-                eta, it, loss = match.groups()
-                log(tag, f"{name}: iter {int(it) + 1}, total_loss {loss}, stage ETA {eta}")
-            elif "Evaluation results" in line or "Start inference" in line:
-                log(tag, f"{name}: evaluating")
-    _TRAINING.discard(proc)
+        try:
+            for line in proc.stdout:
+                tail = (tail + [line])[-40:]
+                match = ETA_LINE.search(line)
+                if match:
+                    eta, it, loss = match.groups()
+                    log(tag, f"{name}: iter {int(it) + 1}, total_loss {loss}, stage ETA {eta}")
+                elif "Evaluation results" in line or "Start inference" in line:
+                    log(tag, f"{name}: evaluating")
+        finally:
+            _TRAINING.discard(proc)
     if proc.returncode != 0:
         sys.stdout.write("".join(tail))
         raise SystemExit(f"stage {name} failed (exit {proc.returncode}); log: {log_path}")
