@@ -70,6 +70,12 @@ def test_a_failure_cancels_the_running_jobs_starts_no_more_and_is_raised(side_by
     assert "cskd_la" not in [name for name, *_ in log]
 
 
+def test_fewer_than_one_job_at_a_time_is_refused(side_by_side):
+    jobs, _ = recording_jobs(side_by_side, [("a", ())])
+    with pytest.raises(ValueError, match="parallel must be at least 1"):
+        side_by_side.run_jobs(jobs, parallel=0, cores=2, log=lambda msg: None)
+
+
 def test_jobs_that_wait_on_each_other_are_refused(side_by_side):
     jobs, _ = recording_jobs(side_by_side, [("a", ("b",)), ("b", ("a",))])
     with pytest.raises(ValueError, match="wait on each other"):
@@ -108,3 +114,5 @@ def test_eta_counts_pending_jobs_and_the_unfinished_part_of_running_ones(side_by
     running = [(job._replace(name="r", cost=2.0), time.time() - 60.0)]  # one of its two units done
     # (3 + 1) units x 60 s, two at a time: 2 min
     assert eta.hint(pending, running) == "about 2 min left for all jobs"
+    # The last job alone runs on its own, not two at a time: 3 units x 60 s
+    assert eta.hint(pending, []) == "about 3 min left for all jobs"

@@ -37,9 +37,11 @@ def run_jobs(jobs: Sequence[Job], parallel: int, cores: int, log: Callable[[str]
     jobs have returned.
 
     Raises:
-        ValueError: a job needs itself or a job that needs it (nothing could start), or two
-            jobs share a name.
+        ValueError: ``parallel`` is below 1, a job needs itself or a job that needs it
+            (nothing could start), or two jobs share a name.
     """
+    if parallel < 1:
+        raise ValueError(f"parallel must be at least 1, got {parallel}")
     names = [j.name for j in jobs]
     if len(set(names)) != len(names):
         raise ValueError(f"job names must be unique: {names}")
@@ -53,7 +55,7 @@ def run_jobs(jobs: Sequence[Job], parallel: int, cores: int, log: Callable[[str]
         blocked = {j.name for j in pending} | {j.name for j in running.values()}
         return [j for j in pending if not blocked & set(j.needs)]
 
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
         while pending or running:
             startable = ready() if failure is None else []
             if not running and not startable:
@@ -87,10 +89,11 @@ def run_jobs(jobs: Sequence[Job], parallel: int, cores: int, log: Callable[[str]
 
 class _Eta:
     """Time left for the jobs not yet done, from the seconds per unit of cost of the finished
-    ones: the pending jobs' cost and the running jobs' unfinished part, ``parallel`` at a time."""
+    ones: the pending jobs' cost and the running jobs' unfinished part, ``parallel`` at a time
+    (or as many as are left, if fewer)."""
 
     def __init__(self, parallel: int):
-        self.parallel = max(1, parallel)
+        self.parallel = parallel
         self.seconds = self.cost = 0.0
 
     def finished(self, job: Job, seconds: float) -> None:
@@ -103,4 +106,5 @@ class _Eta:
         per_unit = self.seconds / self.cost
         now = time.time()
         units = sum(j.cost for j in pending) + sum(max(0.0, j.cost - (now - t) / per_unit) for j, t in running)
-        return f"about {units * per_unit / self.parallel / 60:.0f} min left for all jobs"
+        side_by_side = max(1, min(self.parallel, len(pending) + len(running)))
+        return f"about {units * per_unit / side_by_side / 60:.0f} min left for all jobs"
