@@ -113,3 +113,24 @@ def test_real_pipeline_smoke(visdrone_real_root, tmp_path):
     assert (out / "eval_kept_back" / "seed_0" / "cskd_la" / "inference").is_dir()
     assert (out / "eval_kept_back" / "seed_0" / "snet_sliced" / "inference").is_dir()
     assert (out / "eval_kept_back.md").is_file()
+
+
+def test_seed_jobs_span_the_seeds_costliest_first_with_the_shared_teacher(import_tool, tmp_path, monkeypatch):
+    real_benchmark = import_tool("real_benchmark")
+    experiment = sys.modules["experiment"]
+    done = tmp_path / "seed_1" / "snet"  # finished earlier: reused, not a job
+    metrics = Path(experiment.metrics_file(str(done), real_benchmark.DATASET))
+    metrics.parent.mkdir(parents=True)
+    metrics.touch()
+    (done / "model_final.pth").touch()
+    args = real_benchmark.argparse.Namespace(seeds=[0, 1], force=False, opts=["SOLVER.MAX_ITER", "5"])
+    jobs = real_benchmark.seed_jobs(real_benchmark.STUDENTS, args, tmp_path)
+    assert [j.name for j in jobs] == ["seed 0 cskd_la", "seed 1 cskd_la", "seed 0 la", "seed 1 la", "seed 0 snet"]
+    assert all(j.needs == () for j in jobs)  # the teacher is trained before
+    calls = []
+    monkeypatch.setattr(experiment, "run_train_net", lambda args, env, *rest: calls.append(args))
+    jobs[1].run(1)
+    (args_,) = calls
+    assert args_[args_.index("OUTPUT_DIR") + 1] == str(tmp_path / "seed_1" / "cskd_la")
+    assert args_[args_.index("SEED") + 1] == "1" and args_[args_.index("SOLVER.MAX_ITER") + 1] == "5"
+    assert args_[args_.index("MODEL.ZOOMIN.TEACHER.WEIGHTS") + 1] == str(tmp_path / "tnet" / "model_final.pth")

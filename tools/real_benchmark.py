@@ -31,8 +31,10 @@ from typing import Dict, List
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from alternatives import evaluate_test_time_rows, finetune_stages, test_time_predictors  # noqa: E402
-from experiment import (REPO, Stage, collect_row, cpu_ms_per_image, log, merge_seeds,  # noqa: E402
-                        run_stages, run_train_net, stage_predictors, train_env, write_results)
+from experiment import (REPO, Stage, cancel_training, collect_row, cpu_ms_per_image, log,  # noqa: E402
+                        machine_cores, merge_seeds, run_stages, run_train_net, stage_jobs, stage_predictors,
+                        train_env, write_results)
+from side_by_side import Job, run_jobs  # noqa: E402
 
 SNET = Stage("snet", "configs/real/snet.yaml", "SNet (crops / 2)", 1.0)
 TEACHER = Stage("tnet", "configs/real/tnet.yaml", "TNet (native crops)", 4.0)
@@ -85,25 +87,51 @@ def train(args, out: Path) -> None:
     root = str(out / "data")
     began = time.time()
     run_stages([TEACHER], str(out), args.seeds[0], args.force, root, DATASET, TAG, opts=args.opts)
-    per_seed = []
-    for seed in args.seeds:
-        run_stages(STUDENTS, str(out / f"seed_{seed}"), seed, args.force, root, DATASET, TAG,
-                   teacher_dir=str(out / TEACHER.name), opts=args.opts, parallel=args.parallel)
-        dirs = stage_dirs(out, [seed])[seed]
-        per_seed.append([collect_row(s, str(dirs[s.name]), DATASET) for s in [TEACHER] + STUDENTS])
+    dirs = stage_dirs(out, args.seeds)
+    run_jobs(seed_jobs(STUDENTS, args, out), args.parallel, machine_cores(), lambda msg: log(TAG, msg),
+             cancel=cancel_training)
+    per_seed = [[collect_row(s, str(dirs[seed][s.name]), DATASET) for s in [TEACHER] + STUDENTS]
+                for seed in args.seeds]
     if not args.no_alternatives:
         write_train_results(args, out, split, per_seed, complete=False)
         finetunes = finetune_stages("configs/real")
+        test_time: Dict[int, List[Dict]] = {}
+
+        def test_time_job(seed: int) -> Job:
+            def run(threads: int) -> None:
+                import torch
+
+                before = torch.get_num_threads()
+                torch.set_num_threads(threads)
+                try:
+                    test_time[seed] = evaluate_test_time_rows(
+                        alternative_predictors(dirs[seed]), str(out / f"seed_{seed}"), SNET,
+                        str(dirs[seed]["snet"]), TEACHER, str(dirs[seed]["tnet"]), DATASET, args.force, TAG)
+                finally:
+                    torch.set_num_threads(before)
+
+            # In this process, whose thread count is global: one seed's rows after the other's.
+            earlier = args.seeds[:args.seeds.index(seed)]
+            return Job(f"seed {seed} test_time_rows", run, 1.5,
+                       needs=(f"seed {earlier[-1]} test_time_rows",) if earlier else ())
+
+        jobs = [test_time_job(seed) for seed in args.seeds] + seed_jobs(finetunes, args, out)
+        run_jobs(jobs, args.parallel, machine_cores(), lambda msg: log(TAG, msg), cancel=cancel_training)
         for seed, rows in zip(args.seeds, per_seed):
-            run_stages(finetunes, str(out / f"seed_{seed}"), seed, args.force, root, DATASET, TAG,
-                       teacher_dir=str(out / TEACHER.name), opts=args.opts, parallel=args.parallel)
-            dirs = stage_dirs(out, [seed])[seed]
-            rows += [collect_row(s, str(dirs[s.name]), DATASET) for s in finetunes]
-            rows += evaluate_test_time_rows(alternative_predictors(dirs), str(out / f"seed_{seed}"), SNET,
-                                            str(dirs["snet"]), TEACHER, str(dirs["tnet"]), DATASET, args.force, TAG)
+            rows += [collect_row(s, str(dirs[seed][s.name]), DATASET) for s in finetunes] + test_time[seed]
     write_train_results(args, out, split, per_seed, complete=True)
     print((out / "results.md").read_text())
     log(TAG, f"finished in {(time.time() - began) / 60:.1f} min; results in {out}/results.md")
+
+
+def seed_jobs(stages: List[Stage], args, out: Path) -> List[Job]:
+    """The unfinished ``stages`` of every seed (``out/seed_<k>/<name>``, the shared teacher's
+    weights for the distilled and fine-tuned ones) as one list of side-by-side jobs, the
+    costliest stages first, so that ``--parallel`` jobs keep the cores busy across seeds."""
+    return [job._replace(name=f"seed {seed} {job.name}")
+            for stage in sorted(stages, key=lambda s: -s.cost) for seed in args.seeds
+            for job in stage_jobs([stage], str(out / f"seed_{seed}"), seed, args.force, str(out / "data"),
+                                  DATASET, TAG, teacher_dir=str(out / TEACHER.name), opts=args.opts)]
 
 
 def write_train_results(args, out: Path, split: Dict, per_seed: List[List[Dict]], complete: bool) -> None:
@@ -217,9 +245,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds of the students")
     parser.add_argument("--val-every", type=int, default=5, help="every k-th sequence goes to val (default 5)")
     parser.add_argument("--force", action="store_true", help="redo finished stages")
-    parser.add_argument("--parallel", type=int, default=1, help="a seed's students (and fine-tuned models) "
-                        "trained side by side, each on cores / parallel threads (default 1: one at a time, "
-                        "as for the RESULTS.md run)")
+    parser.add_argument("--parallel", type=int, default=1, help="the students (then the alternatives) of "
+                        "every seed trained and evaluated this many at a time, each on cores / parallel threads "
+                        "(default 1: one at a time)")
     parser.add_argument("--timing-images", type=int, default=20, help="val frames timed per model")
     parser.add_argument("--no-alternatives", action="store_true", help="leave out the alternatives' rows "
                         "(TNet fine-tuned at 1x, SNet tested at 2x, SAHI slices) and the frontier picture")
