@@ -6,44 +6,86 @@
 # SNet is also trained with the teacher's schedule (configs/real/tnet.yaml: twice the
 # students'), to see whether the students are schedule-limited too. Tuned on the teacher and
 # SNet only, never on a distilled student.
-# Usage: bash tools/real_teacher_probe.sh RUN [out_dir] [--train]
-#   without --train: the checkpoint evaluations only (5 min for three checkpoints on 2 cores);
-#   with --train: also SNet at 3000 iterations (twice its 6-10 min in RESULTS.md).
+# Usage: bash tools/real_teacher_probe.sh RUN [out_dir] [--train | --variants]
+#   without an option: the checkpoint evaluations only (5 min for three checkpoints on 2 cores);
+#   --train: also SNet at 3000 iterations (twice its 6-10 min in RESULTS.md);
+#   --variants: also variants of the teacher, two side by side on one thread each (~2.5 h on 2
+#     cores), each at its checkpoints on val and at the end on its own training frames: twice the
+#     learning rate (0.02); twice the width (stem, res2 and FPN channels: 2.1x the time per
+#     iteration) for half the iterations, the same compute as the teacher's; BatchNorm in the FPN
+#     and, one BN per level, in the head (Detectron2's RETINANET.NORM "BN"), at the teacher's
+#     3000 iterations and at 6000; then SNet with that BN at the students' schedule.
+#     (GroupNorm in the head does not build on Detectron2 v0.6: its RetinaNetHead asks get_norm
+#     for a 1-channel GroupNorm of 32 groups.)
 # Prints one line per run: name, dataset, mAP, AP50, AP_S, AR@100, car AP, pedestrian AP (COCO protocol).
 set -euo pipefail
-RUN=$(cd "${1:?usage: bash tools/real_teacher_probe.sh RUN [out_dir] [--train]}" && pwd)
+RUN=$(cd "${1:?usage: bash tools/real_teacher_probe.sh RUN [out_dir] [--train | --variants]}" && pwd)
 OUT=$(mkdir -p "${2:-$RUN/teacher_probe}" && cd "${2:-$RUN/teacher_probe}" && pwd)
 cd "$(dirname "$0")/.."
-TRAIN=${3:-}
+OPTION=${3:-}
 PY=${PYTHON:-.venv/bin/python}
 export DETECTRON2_DATASETS=$RUN/data
-test -f "$RUN/tnet/model_final.pth" || { echo "$RUN/tnet/model_final.pth: no trained teacher (run tools/real_benchmark.py --output $RUN first)" >&2; exit 1; }
+# --variants needs only RUN's split (RUN/data); the other modes start from RUN's teacher.
+if [ ! -f "$RUN/tnet/model_final.pth" ] && [ "$OPTION" != --variants ]; then
+  echo "$RUN/tnet/model_final.pth: no trained teacher (run tools/real_benchmark.py --output $RUN first)" >&2; exit 1
+fi
 report() {  # name dataset metrics.json
   "$PY" -c "import json, sys; b = json.load(open(sys.argv[1]))['bbox']
 print(sys.argv[2], sys.argv[3], *(f'{k} {b[k] / 100:.4f}' for k in ('AP', 'AP50', 'APs', 'AR@100', 'AP-car', 'AP-pedestrian')))" \
     "$3" "$1" "$2"
 }
-evaluate() {  # name weights dataset
+evaluate() {  # name weights dataset [config, default RUN's teacher's]
   local metrics="$OUT/$1/inference/$3/visdrone_metrics.json"
   if [ ! -f "$metrics" ]; then
-    "$PY" train_net.py --eval-only --config-file "$RUN/tnet/config.yaml" MODEL.WEIGHTS "$2" \
+    "$PY" train_net.py --eval-only --config-file "${4:-$RUN/tnet/config.yaml}" MODEL.WEIGHTS "$2" \
       DATASETS.TEST "(\"$3\",)" OUTPUT_DIR "$OUT/$1" > "$OUT/$1.log" 2>&1
   fi
   report "$1" "$3" "$metrics"
 }
-train() {  # name config opts...
+trained() {  # name config opts...: trains unless finished earlier, then reports on val
   local name=$1 cfg=$2; shift 2
   if [ ! -f "$OUT/$name/inference/visdrone2019_val/visdrone_metrics.json" ]; then
     "$PY" train_net.py --config-file "$cfg" OUTPUT_DIR "$OUT/$name" SEED 0 "$@" > "$OUT/$name.log" 2>&1
   fi
   report "$name" visdrone2019_val "$OUT/$name/inference/visdrone2019_val/visdrone_metrics.json"
 }
-for weights in "$RUN"/tnet/model_0*.pth; do
-  it=$(basename "$weights" .pth)
-  evaluate "tnet_iter_${it#model_}" "$weights" visdrone2019_val
-done
-evaluate tnet_final "$RUN/tnet/model_final.pth" visdrone2019_val
-evaluate tnet_final_on_train "$RUN/tnet/model_final.pth" visdrone2019_train
-if [ "$TRAIN" = "--train" ]; then
-  train snet_3000x8 configs/real/snet.yaml SOLVER.MAX_ITER 3000 SOLVER.STEPS "(2000, 2700)"
+if [ -f "$RUN/tnet/model_final.pth" ]; then
+  for weights in "$RUN"/tnet/model_0*.pth; do
+    it=$(basename "$weights" .pth)
+    evaluate "tnet_iter_${it#model_}" "$weights" visdrone2019_val
+  done
+  evaluate tnet_final "$RUN/tnet/model_final.pth" visdrone2019_val
+  evaluate tnet_final_on_train "$RUN/tnet/model_final.pth" visdrone2019_train
 fi
+case "$OPTION" in
+  "") ;;
+  --train) trained snet_3000x8 configs/real/snet.yaml SOLVER.MAX_ITER 3000 SOLVER.STEPS "(2000, 2700)" ;;
+  --variants)
+    variant() {  # name config opts...: trains (one thread), then reports its checkpoints and the end
+      local name=$1 cfg=$2; shift 2
+      OMP_NUM_THREADS=1 trained "$name" "$cfg" "$@" > /dev/null
+      for weights in "$OUT/$name"/model_0*.pth; do
+        it=$(basename "$weights" .pth)
+        evaluate "${name}_iter_${it#model_}" "$weights" visdrone2019_val "$OUT/$name/config.yaml"
+      done
+      report "$name" visdrone2019_val "$OUT/$name/inference/visdrone2019_val/visdrone_metrics.json"
+      evaluate "${name}_on_train" "$OUT/$name/model_final.pth" visdrone2019_train "$OUT/$name/config.yaml"
+    }
+    BN="MODEL.FPN.NORM BN MODEL.RETINANET.NORM BN"
+    # Two one-thread processes side by side keep two cores busier than one two-thread process
+    # (docs/DESIGN.md section 10); the lines are printed when all are done.
+    variant tnet_lr02 configs/real/tnet.yaml SOLVER.BASE_LR 0.02 > "$OUT/tnet_lr02.report" &
+    variant tnet_wide1500 configs/real/tnet.yaml MODEL.RESNETS.STEM_OUT_CHANNELS 32 \
+      MODEL.RESNETS.RES2_OUT_CHANNELS 32 MODEL.FPN.OUT_CHANNELS 64 SOLVER.MAX_ITER 1500 \
+      SOLVER.STEPS "(1000, 1350)" > "$OUT/tnet_wide1500.report" &
+    wait
+    # shellcheck disable=SC2086  # $BN is a list of options
+    variant tnet_bn6000 configs/real/tnet.yaml $BN SOLVER.MAX_ITER 6000 SOLVER.STEPS "(4000, 5400)" \
+      > "$OUT/tnet_bn6000.report" &
+    # shellcheck disable=SC2086
+    { variant tnet_bn configs/real/tnet.yaml $BN > "$OUT/tnet_bn.report"
+      variant snet_bn configs/real/snet.yaml $BN > "$OUT/snet_bn.report"; } &
+    wait
+    cat "$OUT"/{tnet_lr02,tnet_wide1500,tnet_bn,tnet_bn6000,snet_bn}.report ;;
+  *) echo "unknown option $OPTION (--train or --variants)" >&2; exit 2 ;;
+esac
