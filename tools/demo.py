@@ -34,7 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from alternatives import evaluate_test_time_rows, finetune_stages, test_time_predictors  # noqa: E402
 from experiment import (REPO, Stage, cancel_training, collect_row, cpu_ms_per_image, detections_file,  # noqa: E402
-                        log, machine_cores, merge_seeds, stage_jobs, stage_predictors, write_results)
+                        log, machine_cores, merge_seeds, stage_jobs, stage_predictors, torch_threads,
+                        write_results)
 from side_by_side import Job, run_jobs  # noqa: E402
 
 STAGES = [
@@ -70,16 +71,10 @@ def run_pipeline(out: str, seed: int, force: bool, stage_names: List[str], datas
     test_time: Dict = {}  # the test-time rows' predictors and table rows, from their job
 
     def test_time_rows(threads: int) -> None:
-        import torch
-
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        with torch_threads(threads):
             test_time["predictors"] = test_time_predictors(snet, snet_dir, tnet, tnet_dir)
             test_time["rows"] = evaluate_test_time_rows(test_time["predictors"], out, snet, snet_dir, tnet,
                                                         tnet_dir, DATASET, force, TAG)
-        finally:
-            torch.set_num_threads(before)
 
     # The test-time rows need only SNet and TNet, so they are evaluated beside the other stages,
     # before the fine-tuning (which is shorter: it ends closer to the distilled stage).

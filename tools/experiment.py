@@ -14,8 +14,9 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from datetime import date
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Set
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Set
 
 from host import machine
 from side_by_side import Job, run_jobs
@@ -202,11 +203,9 @@ def cpu_ms_per_image(predictors: Dict[str, Callable], dataset: str, num_images: 
     from detectron2.data import DatasetCatalog
     from detectron2.data.detection_utils import read_image
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     images = [read_image(d["file_name"], format="BGR") for d in DatasetCatalog.get(dataset)[:num_images]]
     times = {name: [] for name in predictors}
-    with torch.no_grad():
+    with torch.no_grad(), torch_threads(1):
         for predict in predictors.values():  # warm-up on the first image
             for _ in range(warmup):
                 predict(images[0])
@@ -215,8 +214,21 @@ def cpu_ms_per_image(predictors: Dict[str, Callable], dataset: str, num_images: 
                 began = time.perf_counter()
                 predict(image)
                 times[name].append((time.perf_counter() - began) * 1000)
-    torch.set_num_threads(threads)
     return {name: round(statistics.median(t), 1) for name, t in times.items()}
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` inside the block, restored after it
+    (the count is per process: in-process jobs beside train_net.py subprocesses use this)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def merge_seeds(per_seed: List[List[Dict]]) -> List[Dict]:

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from alternatives import evaluate_test_time_rows, finetune_stages, test_time_predictors  # noqa: E402
 from experiment import (REPO, Stage, cancel_training, collect_row, cpu_ms_per_image, log,  # noqa: E402
                         machine_cores, merge_seeds, run_stages, run_train_net, stage_jobs, stage_predictors,
-                        train_env, write_results)
+                        torch_threads, train_env, write_results)
 from side_by_side import Job, run_jobs  # noqa: E402
 
 SNET = Stage("snet", "configs/real/snet.yaml", "SNet (crops / 2)", 1.0)
@@ -99,16 +99,10 @@ def train(args, out: Path) -> None:
 
         def test_time_job(seed: int) -> Job:
             def run(threads: int) -> None:
-                import torch
-
-                before = torch.get_num_threads()
-                torch.set_num_threads(threads)
-                try:
+                with torch_threads(threads):
                     test_time[seed] = evaluate_test_time_rows(
                         alternative_predictors(dirs[seed]), str(out / f"seed_{seed}"), SNET,
                         str(dirs[seed]["snet"]), TEACHER, str(dirs[seed]["tnet"]), DATASET, args.force, TAG)
-                finally:
-                    torch.set_num_threads(before)
 
             # In this process, whose thread count is global: one seed's rows after the other's.
             earlier = args.seeds[:args.seeds.index(seed)]
