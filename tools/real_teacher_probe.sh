@@ -3,14 +3,15 @@
 # the teacher of an earlier `tools/real_benchmark.py --output RUN` evaluated on val at every
 # checkpoint it saved and, at the end, on its own training frames (a detector that is as weak on
 # the frames it trained on underfits: more schedule or capacity, not more data). With --train,
-# SNet is also trained with the teacher's schedule (configs/real/tnet.yaml: twice the
-# students'), to see whether the students are schedule-limited too. Tuned on the teacher and
-# SNet only, never on a distilled student.
+# SNet is also trained for twice the students' schedule, to see whether the students are
+# schedule-limited too. Tuned on the teacher and SNet only, never on a distilled student.
 # Usage: bash tools/real_teacher_probe.sh RUN [out_dir] [--train | --variants]
 #   without an option: the checkpoint evaluations only (5 min for three checkpoints on 2 cores);
 #   --train: also SNet at 3000 iterations (twice its 6-10 min in RESULTS.md);
-#   --variants: also variants of the teacher, two side by side on one thread each (~2.5 h on 2
-#     cores), each at its checkpoints on val and at the end on its own training frames: twice the
+#   --variants: also variants of the plain teacher that configs/real/ had before it took BatchNorm
+#     and 6000 iterations from these variants (no norm in the FPN and head, 3000 iterations), two
+#     side by side on one thread each (~2.5 h on 2 cores), each at its checkpoints on val and at
+#     the end on its own training frames: twice the
 #     learning rate (0.02); twice the width (stem, res2 and FPN channels: 2.1x the time per
 #     iteration) for half the iterations, the same compute as the teacher's; BatchNorm in the FPN
 #     and, one BN per level, in the head (Detectron2's RETINANET.NORM "BN"), at the teacher's
@@ -71,20 +72,19 @@ case "$OPTION" in
       report "$name" visdrone2019_val "$OUT/$name/inference/visdrone2019_val/visdrone_metrics.json"
       evaluate "${name}_on_train" "$OUT/$name/model_final.pth" visdrone2019_train "$OUT/$name/config.yaml"
     }
-    BN="MODEL.FPN.NORM BN MODEL.RETINANET.NORM BN"
+    PLAIN=(MODEL.FPN.NORM "" MODEL.RETINANET.NORM "" SOLVER.MAX_ITER 3000 SOLVER.STEPS "(2000, 2700)")
+    BN=(MODEL.FPN.NORM BN MODEL.RETINANET.NORM BN)
     # Two one-thread processes side by side keep two cores busier than one two-thread process
     # (docs/DESIGN.md section 10); the lines are printed when all are done.
-    variant tnet_lr02 configs/real/tnet.yaml SOLVER.BASE_LR 0.02 > "$OUT/tnet_lr02.report" &
-    variant tnet_wide1500 configs/real/tnet.yaml MODEL.RESNETS.STEM_OUT_CHANNELS 32 \
+    variant tnet_lr02 configs/real/tnet.yaml "${PLAIN[@]}" SOLVER.BASE_LR 0.02 > "$OUT/tnet_lr02.report" &
+    variant tnet_wide1500 configs/real/tnet.yaml "${PLAIN[@]}" MODEL.RESNETS.STEM_OUT_CHANNELS 32 \
       MODEL.RESNETS.RES2_OUT_CHANNELS 32 MODEL.FPN.OUT_CHANNELS 64 SOLVER.MAX_ITER 1500 \
       SOLVER.STEPS "(1000, 1350)" > "$OUT/tnet_wide1500.report" &
     wait
-    # shellcheck disable=SC2086  # $BN is a list of options
-    variant tnet_bn6000 configs/real/tnet.yaml $BN SOLVER.MAX_ITER 6000 SOLVER.STEPS "(4000, 5400)" \
-      > "$OUT/tnet_bn6000.report" &
-    # shellcheck disable=SC2086
-    { variant tnet_bn configs/real/tnet.yaml $BN > "$OUT/tnet_bn.report"
-      variant snet_bn configs/real/snet.yaml $BN > "$OUT/snet_bn.report"; } &
+    variant tnet_bn6000 configs/real/tnet.yaml "${PLAIN[@]}" "${BN[@]}" SOLVER.MAX_ITER 6000 \
+      SOLVER.STEPS "(4000, 5400)" > "$OUT/tnet_bn6000.report" &
+    { variant tnet_bn configs/real/tnet.yaml "${PLAIN[@]}" "${BN[@]}" > "$OUT/tnet_bn.report"
+      variant snet_bn configs/real/snet.yaml "${BN[@]}" > "$OUT/snet_bn.report"; } &
     wait
     cat "$OUT"/{tnet_lr02,tnet_wide1500,tnet_bn,tnet_bn6000,snet_bn}.report ;;
   *) echo "unknown option $OPTION (--train or --variants)" >&2; exit 2 ;;
