@@ -37,7 +37,7 @@ from experiment import (REPO, Stage, cancel_training, collect_row, cpu_ms_per_im
 from side_by_side import Job, run_jobs  # noqa: E402
 
 SNET = Stage("snet", "configs/real/snet.yaml", "SNet (crops / 2)", 1.0)
-TEACHER = Stage("tnet", "configs/real/tnet.yaml", "TNet (native crops)", 4.0)
+TEACHER = Stage("tnet", "configs/real/tnet.yaml", "TNet (native crops)", 8.0)
 STUDENTS = [
     SNET,
     Stage("la", "configs/real/la.yaml", "SNet + LA", 2.0),
