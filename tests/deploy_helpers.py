@@ -1,5 +1,6 @@
 """Helpers of the deployment tests: tiny students, synthetic images, detection matching."""
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,17 @@ TINY_LOGITS = (-5.5, 1.0)
 
 
 def _benchmark_module():
-    path = Path(__file__).resolve().parents[1] / "tools" / "benchmark_deploy.py"
-    spec = importlib.util.spec_from_file_location("zoominnet_benchmark_deploy_helpers", path)
+    """tools/benchmark_deploy.py as a module; ``tools/`` is on the path while it loads, as
+    when it runs as a script (it imports its sibling ``host``), so that this works in any
+    test order."""
+    tools = Path(__file__).resolve().parents[1] / "tools"
+    spec = importlib.util.spec_from_file_location("zoominnet_benchmark_deploy_helpers", tools / "benchmark_deploy.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(tools))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(tools))
     return module
 
 

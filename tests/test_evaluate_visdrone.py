@@ -129,6 +129,11 @@ def test_command_names_a_malformed_line(folders, capsys):
     with pytest.raises(SystemExit):
         run(folders)
     assert f"{annotation}:1: an annotation line needs score 0 or 1" in capsys.readouterr().err
+    # Decimals are fine in a box, not in an ignored region (the toolkit indexes pixels with it).
+    annotation.write_text("10.5,10,20,20,1,1,0,0\n0,0,5.5,5,0,0,0,0\n")
+    with pytest.raises(SystemExit):
+        run(folders)
+    assert f"{annotation}:2: an ignored region (category 0) needs integer coordinates" in capsys.readouterr().err
 
 
 def test_command_names_a_result_file_without_image(folders, capsys):

@@ -89,7 +89,7 @@ def test_weights_of_another_model_are_refused(tmp_path):
     state = torch.load(weights, weights_only=True)
     state["model"] = {k: v for k, v in state["model"].items() if not k.startswith("head.cls_score")}
     torch.save(state, tmp_path / "partial.pth")
-    with pytest.raises(KeyError, match="partial.pth"):
+    with pytest.raises(ValueError, match="partial.pth"):
         load_student(cfg_snet, str(tmp_path / "partial.pth"))
     with pytest.raises(FileNotFoundError, match="nothere.pth"):
         load_student(cfg_fa, str(tmp_path / "nothere.pth"))

@@ -310,6 +310,8 @@ def test_resume_after_kill_restores_teacher_optimizer_scheduler(data_root, teach
     args = parse(CSKD_LA, out, *opts, flags=["--resume", "--log-period", "1"])
     probe = train_net.Trainer(train_net.setup(args))
     assert isinstance(probe.checkpointer, SafeDetectionCheckpointer)
+    periodic = [h for h in probe._hooks if type(h).__name__ == "PeriodicCheckpointer"]
+    assert len(periodic) == 1 and periodic[0].checkpointer is probe.checkpointer  # saves safely-loadable files
     probe.resume_or_load(resume=True)
     assert probe.start_iter == 3
     assert probe.scheduler.last_epoch == 3

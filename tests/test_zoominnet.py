@@ -32,7 +32,7 @@ from zoominnet_d2 import add_zoominnet_config
 from zoominnet_d2.data.cross_scale_mapper import ZoomInDatasetMapper, scale_transforms
 from zoominnet_d2.modeling import ZoomInNet, akdp_masks_batch, build_model_with_teacher
 from zoominnet_d2.modeling.alignment import ZoomInRetinaNetHead
-from zoominnet_d2.modeling.teacher import load_state_dict_strictly
+from zoominnet_d2.modeling.teacher import load_teacher_weights
 
 from tiny_models import write_teacher_yaml
 
@@ -275,7 +275,7 @@ def test_teacher_checkpoint_must_fit_exactly(teacher, tmp_path, kind):
     assert key in msg and str(bad) in msg and kind in msg
 
 
-def test_load_state_dict_strictly_accepts_a_plain_state_dict(teacher, tmp_path):
+def test_load_teacher_weights_accepts_a_plain_state_dict(teacher, tmp_path):
     plain = tmp_path / "plain.pth"
     torch.save(teacher.state, plain)  # no {"model": ...} wrapper
     cfg = get_cfg()
@@ -283,10 +283,15 @@ def test_load_state_dict_strictly_accepts_a_plain_state_dict(teacher, tmp_path):
     cfg.merge_from_file(str(teacher.config))
     cfg.MODEL.DEVICE = "cpu"
     t = build_model(cfg)
-    load_state_dict_strictly(t, str(plain))
+    load_teacher_weights(t, str(plain))
     assert torch.equal(t.state_dict()["head.bbox_pred.weight"], teacher.state["head.bbox_pred.weight"])
     with pytest.raises(ValueError, match="plain.pth"):  # the student's keys differ (no P7 ...)
-        load_state_dict_strictly(build_model(make_cfg("fa")), str(plain))
+        load_teacher_weights(build_model(make_cfg("fa")), str(plain))
+
+
+def test_unknown_akdp_scope_names_the_key():
+    with pytest.raises(ValueError, match="MODEL.ZOOMIN.AKDP.SCOPE .*'levels'"):
+        build_model(make_cfg("la", opts=["MODEL.ZOOMIN.AKDP.SCOPE", "levels"]))
 
 
 def test_missing_teacher_weights_file(teacher, tmp_path):

@@ -30,7 +30,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathManager
 
-__all__ = ["SafeDetectionCheckpointer", "UnsafeCheckpointError", "UNSAFE_FLAG", "safe_pickle_load"]
+__all__ = ["SafeDetectionCheckpointer", "StrictCheckpointer", "UnsafeCheckpointError", "UNSAFE_FLAG", "safe_pickle_load"]
 
 UNSAFE_FLAG = "--unsafe-load-checkpoint"
 
@@ -204,3 +204,53 @@ class SafeDetectionCheckpointer(_Base):
             data = data["blobs"]
         data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
         return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+
+
+class StrictCheckpointer(SafeDetectionCheckpointer):
+    """A :class:`SafeDetectionCheckpointer` whose loading fails when the weights do not fit
+    the model, with a ``ValueError`` that names the file and the keys.
+
+    Detectron2 only logs such keys, which is right for initialising from ImageNet weights; a
+    frozen teacher, or a student to deploy, with random parts would silently give wrong
+    features or detections.
+
+    Args:
+        refuse: the incompatibilities that are errors: "missing" (model weights the file
+            lacks), "unexpected" (file weights the model lacks), "mis-shaped" (in both, in
+            another shape).
+        role: how the error names the model, e.g. "the teacher config".
+        others: as :class:`SafeDetectionCheckpointer`.
+    """
+
+    KINDS = ("missing", "unexpected", "mis-shaped")
+
+    def __init__(self, model, save_dir="", *, refuse: Tuple[str, ...] = KINDS, role: str = "the model", **kwargs):
+        super().__init__(model, save_dir, **kwargs)
+        unknown = set(refuse) - set(self.KINDS)
+        if unknown:
+            raise ValueError(f"refuse: unknown kinds {sorted(unknown)}, expected some of {self.KINDS}")
+        self.refuse, self.role, self.loading = tuple(refuse), role, ""
+
+    def load(self, path: str, *args, **kwargs):
+        self.loading = path
+        return super().load(path, *args, **kwargs)
+
+    def _load_model(self, checkpoint: Dict[str, Any]):
+        if not isinstance(checkpoint.get("model"), dict):
+            raise ValueError(f"{self.loading}: not a Detectron2 checkpoint (no 'model' state dict)")
+        return super()._load_model(checkpoint)
+
+    def _log_incompatible_keys(self, incompatible) -> None:  # fvcore's hook after loading
+        super()._log_incompatible_keys(incompatible)
+        # fvcore drops mis-shaped weights before loading, so they are also among the missing.
+        shaped = {key for key, _, _ in incompatible.incorrect_shapes}
+        found = {
+            "missing": [k for k in incompatible.missing_keys if k not in shaped],
+            "unexpected": list(incompatible.unexpected_keys),
+            "mis-shaped": [f"{k} {tuple(file)} (model: {tuple(model)})"
+                           for k, file, model in incompatible.incorrect_shapes],
+        }
+        problems = [f"{kind} ({len(found[kind])}): {', '.join(found[kind][:8])}{' ...' if len(found[kind]) > 8 else ''}"
+                    for kind in self.refuse if found[kind]]
+        if problems:
+            raise ValueError(f"{self.loading} does not fit {self.role}: " + "; ".join(problems))

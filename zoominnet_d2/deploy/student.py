@@ -2,7 +2,6 @@
 
 Nothing here reads a teacher's config or weights, also for a CSKD config.
 """
-import logging
 import os
 from typing import Sequence
 
@@ -11,10 +10,8 @@ from detectron2.config import CfgNode, get_cfg
 from detectron2.modeling import build_model
 from torch import nn
 
-from ..checkpoint import SafeDetectionCheckpointer
+from ..checkpoint import StrictCheckpointer
 from ..config import add_zoominnet_config
-
-logger = logging.getLogger(__name__)
 
 
 def load_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
@@ -37,32 +34,16 @@ def build_student(cfg: CfgNode) -> nn.Module:
     return build_model(cfg).eval()
 
 
-class _StrictCheckpointer(SafeDetectionCheckpointer):
-    """A checkpointer whose loading fails when the file lacks weights of the model.
-
-    Detectron2 only logs missing keys (right for initialising from ImageNet weights); a
-    student to deploy with random parts would silently give wrong detections.
-    """
-
-    def _log_incompatible_keys(self, incompatible) -> None:  # fvcore's hook after loading
-        super()._log_incompatible_keys(incompatible)
-        if incompatible.missing_keys:
-            keys = ", ".join(incompatible.missing_keys[:5])
-            raise KeyError(f"{self._loading}: no weights for {len(incompatible.missing_keys)} "
-                           f"parameters of the student (e.g. {keys}); is it a checkpoint of this config?")
-
-    def load(self, path: str, *args, **kwargs):
-        self._loading = path
-        return super().load(path, *args, **kwargs)
-
-
 def load_student(cfg: CfgNode, weights: str, allow_unsafe: bool = False) -> nn.Module:
     """The student of ``cfg`` with the weights of ``weights`` (a Detectron2 ``.pth``/``.pkl``,
     e.g. a training checkpoint; teacher weights and optimizer state in it are ignored)."""
     if not os.path.isfile(weights):
         raise FileNotFoundError(f"weights file not found: {weights}")
     model = build_student(cfg)
-    _StrictCheckpointer(model, allow_unsafe=allow_unsafe).load(weights)
+    # Missing or mis-shaped weights would leave random parts; unexpected ones are fine (a
+    # training checkpoint of a CSKD student may hold the teacher's as "teacher.*").
+    StrictCheckpointer(model, refuse=("missing", "mis-shaped"), role="the student of this config",
+                       allow_unsafe=allow_unsafe).load(weights)
     return model
 
 

@@ -38,23 +38,23 @@ class Trainer(DefaultTrainer):
     """
 
     def __init__(self, cfg, allow_unsafe_checkpoint: bool = False, log_period: int = 20):
-        self.log_period = log_period  # read by build_hooks() and build_writers() in super().__init__
+        # Both read by build_hooks() (and log_period by build_writers()) in super().__init__.
+        self.log_period = log_period
+        self.allow_unsafe_checkpoint = allow_unsafe_checkpoint
         with cpu_capable_ddp(cfg):
             super().__init__(cfg)
-        # DefaultTrainer has no builder for its checkpointer: replace it, here and in the
-        # PeriodicCheckpointer hook that build_hooks() gave it to (saving is the same). The
-        # registered hooks are only reachable as TrainerBase's _hooks (read, not replaced).
-        self.checkpointer = SafeDetectionCheckpointer(
-            self.model, self.cfg.OUTPUT_DIR, allow_unsafe=allow_unsafe_checkpoint, trainer=weakref.proxy(self)
-        )
-        for hook in self._hooks:
-            if isinstance(hook, d2_hooks.PeriodicCheckpointer):
-                hook.checkpointer = self.checkpointer
 
     def build_hooks(self):
         """Detectron2's hooks, with :class:`StopOnNonFiniteLoss` before the checkpointer, the
         metrics written every ``log_period`` iterations and, with ``MODEL.ZOOMIN.VIS_PERIOD``,
-        the feature-map pictures (:class:`FeatureVisualizationHook`) before the writers."""
+        the feature-map pictures (:class:`FeatureVisualizationHook`) before the writers.
+
+        Also replaces the checkpointer by a :class:`SafeDetectionCheckpointer` (saving is the
+        same): DefaultTrainer has no builder for it, but creates it just before calling this,
+        so the PeriodicCheckpointer hook built here gets the safe one too."""
+        self.checkpointer = SafeDetectionCheckpointer(
+            self.model, self.cfg.OUTPUT_DIR, allow_unsafe=self.allow_unsafe_checkpoint, trainer=weakref.proxy(self)
+        )
         ret = [d2_hooks.PeriodicWriter(self.build_writers(), period=self.log_period)
                if isinstance(h, d2_hooks.PeriodicWriter) else h for h in super().build_hooks()]
         if self.cfg.MODEL.ZOOMIN.VIS_PERIOD > 0:

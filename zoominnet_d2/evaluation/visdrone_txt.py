@@ -6,7 +6,8 @@ Both kinds hold one line per box, comma-separated::
 
 (detections write -1 for the last two fields; some annotation files end lines with a comma).
 The official toolkit reads them with MATLAB's ``load`` into a numeric matrix, so decimals are
-accepted in both. Annotation scores are 0 or 1 (0: the box is not considered in evaluation)
+accepted in both, except in the coordinates of an ignored region (category 0), which the
+toolkit uses as pixel indices and so must be integers. Annotation scores are 0 or 1 (0: the box is not considered in evaluation)
 and categories 0..11 (0 ignored region, 1..10 the classes, 11 others); anything else is
 rejected here, with the file and line. Detection categories are not checked: the toolkit
 evaluates classes 1..10 and lets any other category take its place in the per-image
@@ -47,8 +48,8 @@ def read_visdrone_txt(path: str, annotation: bool) -> np.ndarray:
 
     Args:
         path: the ``.txt`` file.
-        annotation: True for a ground-truth file (scores must be 0 or 1, categories 0..11),
-            False for a detector's result file.
+        annotation: True for a ground-truth file (scores must be 0 or 1, categories 0..11,
+            ignored regions integer coordinates), False for a detector's result file.
 
     Returns:
         ``(N, 6)`` float64 array ``[left, top, width, height, score, category]`` (the last two
@@ -69,5 +70,8 @@ def read_visdrone_txt(path: str, annotation: bool) -> np.ndarray:
                 raise ValueError(f"{path}:{lineno}: an annotation line needs score 0 or 1 and "
                                  f"category 0..11, got score {values[4]:g}, category "
                                  f"{values[5]:g}: {line.strip()!r}")
+            if annotation and values[5] == 0 and any(v != round(v) for v in values[:4]):
+                raise ValueError(f"{path}:{lineno}: an ignored region (category 0) needs integer "
+                                 f"coordinates (the toolkit indexes pixels with them): {line.strip()!r}")
             rows.append(values[:6])
     return np.asarray(rows, dtype=np.float64).reshape(-1, 6)

@@ -34,7 +34,7 @@ __all__ = ["IOU_CHUNK_ENTRIES", "akdp_mask", "akdp_masks_batch"]
 #: Default upper bound on the number of IoU entries (anchors x boxes) computed at once.
 IOU_CHUNK_ENTRIES = 1 << 21
 
-_SCOPES = ("level", "image")
+AKDP_SCOPES = ("level", "image")
 
 
 class IouStats:
@@ -137,8 +137,8 @@ def akdp_mask(
         ValueError: for an unknown scope, a length mismatch between ``anchors`` and
             ``grid_sizes``, or a level whose number of anchors is not a multiple of Hi*Wi.
     """
-    if scope not in _SCOPES:
-        raise ValueError(f"scope must be one of {_SCOPES}, got {scope!r}")
+    if scope not in AKDP_SCOPES:
+        raise ValueError(f"scope must be one of {AKDP_SCOPES}, got {scope!r}")
     if len(anchors) != len(grid_sizes):
         raise ValueError(f"{len(anchors)} anchor levels but {len(grid_sizes)} grid sizes")
     if chunk_entries is None:

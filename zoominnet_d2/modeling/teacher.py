@@ -19,6 +19,8 @@ from detectron2.modeling import build_model
 from detectron2.structures import ImageList
 from torch import Tensor, nn
 
+from ..checkpoint import StrictCheckpointer
+
 
 def load_teacher_config(config_file: str, device: str = "cpu"):
     """The teacher's Detectron2 config (with the ZoomInNet keys) on ``device``, frozen."""
@@ -34,32 +36,13 @@ def load_teacher_config(config_file: str, device: str = "cpu"):
     return cfg
 
 
-def load_state_dict_strictly(model: nn.Module, weights: str) -> None:
-    """Load a Detectron2 checkpoint into ``model``; any missing, unexpected or mis-shaped key
-    is a ``ValueError`` that names the file and the keys (Detectron2's checkpointer only
-    warns). Loads with ``weights_only=True``: the file cannot run code."""
+def load_teacher_weights(model: nn.Module, weights: str) -> None:
+    """Load the teacher checkpoint ``weights`` into ``model``; any missing, unexpected or
+    mis-shaped key is a ``ValueError`` that names the file and the keys
+    (:class:`StrictCheckpointer`, which never runs code from the file)."""
     if not os.path.isfile(weights):
         raise FileNotFoundError(f"MODEL.ZOOMIN.TEACHER.WEIGHTS: no such file: {weights}")
-    checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
-    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f"{weights}: not a Detectron2 checkpoint (no 'model' state dict)")
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshaped = sorted(
-        f"{k} {tuple(state[k].shape)} (model: {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    )
-    problems = [
-        f"{name} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
-        for name, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
-        if keys
-    ]
-    if problems:
-        raise ValueError(f"teacher checkpoint {weights} does not fit the teacher config: " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
+    StrictCheckpointer(model, role="the teacher config (MODEL.ZOOMIN.TEACHER.CONFIG_FILE)").load(weights)
 
 
 def build_teacher(cfg) -> Optional["FrozenTeacher"]:
@@ -104,7 +87,7 @@ class FrozenTeacher:
         """The teacher of ``teacher_cfg`` (see :func:`load_teacher_config`) with the
         checkpoint ``weights`` loaded strictly."""
         model = build_model(teacher_cfg)
-        load_state_dict_strictly(model, weights)
+        load_teacher_weights(model, weights)
         return cls(model)
 
     @property

@@ -27,7 +27,7 @@ from detectron2.utils.events import get_event_storage
 from torch import Tensor
 from torch.profiler import record_function
 
-from .akdp import akdp_masks_batch
+from .akdp import AKDP_SCOPES, akdp_masks_batch
 from .alignment import UpsampledGridAnchorGenerator, ZoomInRetinaNetHead
 from .fast_inference import FastDecodeMixin
 from .geometry import CrossScaleGeometry
@@ -94,6 +94,8 @@ class ZoomInNet(FastDecodeMixin, RetinaNet):
             raise ValueError(
                 f"MODEL.ZOOMIN.DISTILL_FEATURES must be one of {DISTILL_FEATURES}, got {distill_features!r}"
             )
+        if akdp_scope not in AKDP_SCOPES:
+            raise ValueError(f"MODEL.ZOOMIN.AKDP.SCOPE must be one of {AKDP_SCOPES}, got {akdp_scope!r}")
         self.geometry = geometry
         self.distill_features = distill_features
         self.distill_weight = distill_weight
