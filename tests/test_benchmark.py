@@ -90,7 +90,6 @@ def test_profiled_breakdown_fits_in_the_step(train):
         for part in ("teacher", "akdp", "loss"):
             assert t[f"{part}_calls"] >= 1 and t[part] > 0
         assert t["teacher"] + t["akdp"] + t["loss"] <= t["forward"] <= t["step"]
-        assert t["student_forward"] >= 0
         assert t["forward"] + t["backward"] + t["optimizer"] <= t["step"] * (1 + 1e-9)
 
 

@@ -1,9 +1,5 @@
 """Tests of zoominnet_d2.evaluation: the VisDrone ignore rule, COCO-API metrics checked against
 pycocotools called directly, maxDets=500, the saved files and the official result writer.
-
-The timing of a VisDrone-val-sized evaluation (548 images x 50 objects x 500 detections) is a
-test that only prints, skipped unless ZOOMINNET_EVAL_BENCH=1:
-``ZOOMINNET_EVAL_BENCH=1 .venv/bin/python -m pytest -q -s tests/test_evaluation.py -k bench``.
 """
 import zoominnet_d2  # noqa: F401  (compat fixes, before any Detectron2 import)
 
@@ -14,7 +10,6 @@ import json
 import logging
 import math
 import os
-import time
 import uuid
 
 import numpy as np
@@ -452,22 +447,3 @@ def test_build_evaluator(register, tmp_path):
     assert build_evaluator(cfg, visdrone, str(tmp_path))._ignore_rule is False
     evaluator = build_evaluator(cfg, coco, str(tmp_path))
     assert isinstance(evaluator, COCOEvaluator) and evaluator._use_fast_impl is False
-
-
-# ----------------------------------------------------------------------------- timing
-@pytest.mark.skipif(os.environ.get("ZOOMINNET_EVAL_BENCH") != "1",
-                    reason="prints the evaluation time only; set ZOOMINNET_EVAL_BENCH=1")
-def test_bench_visdrone_val_sized_evaluation(register):
-    records, detections = random_dataset(seed=0, n_images=548, n_gt=50, n_det=500,
-                                         n_regions=10)
-    name = register(records)
-    for ignore_rule in (True, False):  # without the rule, every detection is matched
-        evaluator = VisDroneEvaluator(name, ignore_rule=ignore_rule)
-        evaluator.reset()
-        for image_id, (boxes, scores, classes) in detections.items():
-            evaluator.process([{"image_id": image_id}], [make_output(boxes, scores, classes)])
-        start = time.perf_counter()
-        metrics = evaluator.evaluate()["bbox"]
-        print(f"\n548 images x 50 GT x 500 detections, ignore_rule={ignore_rule}: evaluate() "
-              f"{time.perf_counter() - start:.1f} s (AP {metrics['AP']:.2f}, "
-              f"AP@500 {metrics['AP@500']:.2f})")

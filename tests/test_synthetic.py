@@ -204,3 +204,15 @@ def test_refuses_foreign_non_empty_folder(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()  # an existing empty folder is fine
     assert generate_dataset(empty, num_train=1, num_val=0, size=64, seed=0)["train"]["images"] == 1
+
+
+@pytest.mark.parametrize("flag, value, name", [("--size", "32", "size"), ("--train", "-1", "num_train"),
+                                               ("--val", "-2", "num_val"), ("--seed", "-3", "seed")])
+def test_a_bad_parameter_is_named_with_its_value(tmp_path, capsys, flag, value, name):
+    out = tmp_path / "synth"
+    args = {"--train": "1", "--val": "1", "--size": "64", "--seed": "0", flag: value}
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(out)] + [x for item in args.items() for x in item])
+    assert exc.value.code == 2
+    assert f"{name} ({flag}) must be >= " in (err := capsys.readouterr().err) and f"got {value}" in err
+    assert not out.exists()

@@ -289,6 +289,13 @@ def test_load_teacher_weights_accepts_a_plain_state_dict(teacher, tmp_path):
         load_teacher_weights(build_model(make_cfg("fa")), str(plain))
 
 
+def test_teacher_of_other_width_names_its_config(teacher):
+    cfg = make_cfg("la", teacher, ["MODEL.FPN.OUT_CHANNELS", 32])
+    with pytest.raises(ValueError, match="MODEL.FPN.OUT_CHANNELS") as info:
+        build_model_with_teacher(cfg)
+    assert str(teacher.config) in str(info.value) and "16 != student 32" in str(info.value)
+
+
 def test_unknown_akdp_scope_names_the_key():
     with pytest.raises(ValueError, match="MODEL.ZOOMIN.AKDP.SCOPE .*'levels'"):
         build_model(make_cfg("la", opts=["MODEL.ZOOMIN.AKDP.SCOPE", "levels"]))

@@ -33,6 +33,8 @@ class DenseForward(nn.Module):
         self.model = model
 
     def forward(self, image: torch.Tensor):
+        """(N, 3, H, W) normalised image -> the head's outputs (class logits and box deltas,
+        each #lvl (N, A*K or A*4, H_l, W_l)), without decoding."""
         features = self.model.backbone(image)
         return self.model.head([features[f] for f in self.model.head_in_features])
 

@@ -27,6 +27,8 @@ TEACHER_STAGE = "tnet"
 
 
 class Stage(NamedTuple):
+    """One model of the table: how to train it and how to label and cost it."""
+
     name: str
     config: str
     label: str

@@ -28,6 +28,8 @@ def read_metrics(run_dir: str) -> List[Dict]:
 
 
 def summarise(run_dir: str, window: int, dataset: str = "synthdrone_val") -> Dict:
+    """Iterations, final mAP and, over the first and last ``window`` iterations, the mean
+    detection loss, distillation loss, their ratio and key fractions per level of a run."""
     train = [r for r in read_metrics(run_dir) if "loss_cls" in r]
     ap = final_metrics(run_dir, dataset)
     out = {"run": run_dir, "iters": train[-1]["iteration"] + 1 if train else 0,

@@ -22,6 +22,7 @@ def add_zoominnet_config(cfg: CN) -> CN:
     # 0: off. Mapping a real VisDrone frame took 18 ms with decoding, 4 ms cached (BENCHMARKS.md).
     _C.DATALOADER.DECODED_IMAGE_CACHE_MB = 0
 
+    # ZoomInNet's keys: alignment, distillation, AKDP and the teacher.
     _C.MODEL.ZOOMIN = CN()
     # How the student's maps are brought to the teacher's grid:
     #   "none": direct CSKD (Table 3 "SNet + CSKD"): the student is a plain RetinaNet and the
@@ -51,6 +52,7 @@ def add_zoominnet_config(cfg: CN) -> CN:
     # and the AKDP key positions of one fixed training image to TensorBoard. 0: off.
     _C.MODEL.ZOOMIN.VIS_PERIOD = 0
 
+    # Key positions from anchor / ground-truth IoU (AKDP, Eqs. 11-18).
     _C.MODEL.ZOOMIN.AKDP = CN()
     # Anchors over which max_IOU(g) and lambda (Eqs. 13-15) are taken: "level" (each level on
     # its own) or "image" (the anchors of all levels together).
@@ -59,6 +61,7 @@ def add_zoominnet_config(cfg: CN) -> CN:
     # A negative value selects the adaptive lambda of the paper.
     _C.MODEL.ZOOMIN.AKDP.LAMBDA = -1.0
 
+    # The frozen teacher that a CSKD student distils from.
     _C.MODEL.ZOOMIN.TEACHER = CN()
     # Config file of the teacher (a plain RetinaNet trained at INPUT_SCALE x the student's
     # input). Empty: no teacher and no distillation (e.g. "SNet + LA"). The teacher is built

@@ -13,4 +13,5 @@ from .visdrone import register_visdrone
 
 _root = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
 register_visdrone(_root, prefix="visdrone2019")
-register_visdrone(os.path.join(_root, "synthdrone"), prefix="synthdrone")
+# The generator writes no test split.
+register_visdrone(os.path.join(_root, "synthdrone"), prefix="synthdrone", splits=("train", "val"))

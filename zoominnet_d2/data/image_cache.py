@@ -34,6 +34,8 @@ class DecodedImageCache:
         return len(self._images)
 
     def read(self, file_name: str, image_format: str) -> np.ndarray:
+        """The (H, W, 3) uint8 image of ``file_name`` in ``image_format``, from the cache or
+        decoded (and kept, read-only, while the budget allows)."""
         key = (file_name, image_format)
         image = self._images.get(key)
         if image is not None:

@@ -46,8 +46,9 @@ from .synthetic_layout import ignored_regions, place_objects, sample_classes, sa
 from .synthetic_objects import (CLUTTER_IDS, REFERENCE_SIZE, draw_object, paste, sample_size,
                                 shape_mask)
 
-# 3: VisDrone's per-class sizes, aspects (upright, no rotation), shares, tile density with
-# crowds and rows, ignored-region coverage; 2: objects at ~2x the size of version 1.
+# The version of what the generator draws (VisDrone's per-class sizes, aspects (upright, no
+# rotation), shares, tile density with crowds and rows, ignored-region coverage); a folder
+# whose marker holds another version is regenerated, never mixed.
 FORMAT_VERSION = 3
 MARKER = "synthdrone.json"
 SPLIT_IDS = {"train": 1, "val": 2}
@@ -145,8 +146,10 @@ def generate_dataset(out, num_train=1250, num_val=250, size=256, seed=0):
     parameters. Raises ``FileExistsError`` if ``out`` exists, is not empty and carries no
     marker, and ``ValueError`` for invalid parameters.
     """
-    if size < 64 or num_train < 0 or num_val < 0 or seed < 0:
-        raise ValueError("need size >= 64 and non-negative image counts and seed")
+    for name, flag, value, least in (("size", "--size", size, 64), ("num_train", "--train", num_train, 0),
+                                     ("num_val", "--val", num_val, 0), ("seed", "--seed", seed, 0)):
+        if value < least:
+            raise ValueError(f"{name} ({flag}) must be >= {least}, got {value}")
     out = Path(out)
     params = {"format_version": FORMAT_VERSION, "num_train": int(num_train),
               "num_val": int(num_val), "size": int(size), "seed": int(seed)}

@@ -194,17 +194,19 @@ def register_visdrone_split(name: str, image_dir: PathLike, annotation_dir: Path
     )
 
 
-def register_visdrone(root: Optional[PathLike] = None, prefix: str = "visdrone2019") -> List[str]:
+def register_visdrone(root: Optional[PathLike] = None, prefix: str = "visdrone2019",
+                      splits: Sequence[str] = tuple(VISDRONE_SPLITS)) -> List[str]:
     """Register the train, val and test-dev splits of VisDrone-DET found under ``root``.
 
     Registers ``{prefix}_train``, ``{prefix}_val`` and ``{prefix}_test_dev`` for the folders
-    ``VisDrone2019-DET-{train,val,test-dev}`` of ``root``. Reads no file, so the folders need
-    not exist yet; see :func:`register_visdrone_split`.
+    ``VisDrone2019-DET-{train,val,test-dev}`` of ``root`` (those of ``splits``). Reads no
+    file, so the folders need not exist yet; see :func:`register_visdrone_split`.
 
     Args:
         root: folder holding the ``VisDrone2019-DET-*`` folders. Default:
             ``$DETECTRON2_DATASETS``, else ``datasets``.
         prefix: prefix of the registered names.
+        splits: the splits to register, keys of ``VISDRONE_SPLITS``.
 
     Returns:
         list[str]: the registered names.
@@ -212,9 +214,12 @@ def register_visdrone(root: Optional[PathLike] = None, prefix: str = "visdrone20
     if root is None:
         root = os.environ.get("DETECTRON2_DATASETS", "datasets")
     names = []
-    for split, folder in VISDRONE_SPLITS.items():
+    unknown = set(splits) - set(VISDRONE_SPLITS)
+    if unknown:
+        raise ValueError(f"unknown VisDrone splits {sorted(unknown)}, expected some of {list(VISDRONE_SPLITS)}")
+    for split in splits:
         name = f"{prefix}_{split}"
-        split_dir = Path(root) / folder
+        split_dir = Path(root) / VISDRONE_SPLITS[split]
         register_visdrone_split(name, split_dir / "images", split_dir / "annotations")
         names.append(name)
     return names

@@ -29,6 +29,7 @@ class Frame:
 
 
 def is_video(spec: str) -> bool:
+    """Whether ``spec`` is an existing file with a video extension (``VIDEO_EXTENSIONS``)."""
     return os.path.isfile(spec) and spec.lower().endswith(VIDEO_EXTENSIONS)
 
 
@@ -77,6 +78,8 @@ class Video:
         self.num_frames = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
 
     def frames(self) -> Iterator[Frame]:
+        """The video's frames in order, named ``<stem>_<index:06d>``, each (H, W, 3) uint8 in
+        ``image_format``; the capture is released at the end or when the loop stops."""
         stem = os.path.splitext(os.path.basename(self.path))[0]
         index = 0
         try:

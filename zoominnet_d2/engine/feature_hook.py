@@ -30,7 +30,7 @@ class FeatureVisualizationHook(HookBase):
 
     Args:
         cfg: the training config; ``period`` defaults to ``cfg.MODEL.ZOOMIN.VIS_PERIOD``
-            (0 or absent: the hook does nothing).
+            (0: the hook does nothing).
         period: overrides the config.
         dataset_dict: a raw dataset dict to draw instead of the training set's first.
         tile_size: longest side of one panel tile.
@@ -38,7 +38,7 @@ class FeatureVisualizationHook(HookBase):
 
     def __init__(self, cfg, period: Optional[int] = None, dataset_dict: Optional[dict] = None,
                  tile_size: int = 256):
-        self.period = int(cfg.MODEL.ZOOMIN.get("VIS_PERIOD", 0) if period is None else period)
+        self.period = int(cfg.MODEL.ZOOMIN.VIS_PERIOD if period is None else period)
         self.cfg = cfg.clone()
         self.tile_size = tile_size
         self._raw = dataset_dict

@@ -91,6 +91,8 @@ def _config_path(cfg) -> str:
 
 
 def setup(args):
+    """The frozen config of ``args`` (:func:`build_config`) after Detectron2's
+    ``default_setup`` (logging, seed, environment info), with the project's logger too."""
     cfg = build_config(args)
     # default_setup() writes OUTPUT_DIR/config.yaml before anything is built. An earlier
     # run's config.yaml belongs with that run's checkpoints: put it back until this run has

@@ -20,6 +20,7 @@ rectangles.
 """
 import numpy as np
 
+# A box with at least this share of its area inside ignored regions is left out (both protocols).
 IGNORE_THRESHOLD = 0.5
 
 

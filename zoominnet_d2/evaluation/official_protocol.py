@@ -36,13 +36,12 @@ from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
-from .ignore_regions import ignored_area
+from .ignore_regions import IGNORE_THRESHOLD, ignored_area
 from .official_matching import greedy_match, image_pairs
 
 CAPS = (1, 10, 100, 500)
 NUM_CLASSES = 10
 METRIC_KEYS = ("AP", "AP50", "AP75", "AR1", "AR10", "AR100", "AR500")
-IGNORE_THRESHOLD = 0.5
 
 
 def iou_thresholds() -> np.ndarray:

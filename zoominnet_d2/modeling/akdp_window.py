@@ -43,6 +43,10 @@ def separable_grid(t: Tensor, h: int, w: int, a: int) -> Optional[Tuple[Tensor, 
     anchors with per-cell sizes (or NaN) are not. Checked exactly on every anchor (a few
     comparisons per anchor, cheap next to the IoU work).
 
+    Args:
+        t: (h * w * a, 4) XYXY anchors of one level, in the order above.
+        h, w, a: the level's grid height, width and anchors per cell.
+
     Returns:
         (x1, x2) of shape (w, a) and (y1, y2) of shape (h, a), contiguous float tensors.
     """

@@ -122,6 +122,15 @@ class UpsampledGridAnchorGenerator(DefaultAnchorGenerator):
         return ret
 
     def forward(self, features: List[Tensor]):
+        """Anchors on grids ``grid_scale`` x finer than ``features``.
+
+        Args:
+            features: #lvl maps (N, C, H_l, W_l) at the student's strides.
+
+        Returns:
+            #lvl Boxes of (grid_scale H_l * grid_scale W_l * A, 4) XYXY anchors, in the
+            student's input pixels.
+        """
         grid_sizes = [[s * self.grid_scale for s in f.shape[-2:]] for f in features]
         anchors_over_all_feature_maps = self._grid_anchors(grid_sizes)
         return [Boxes(x) for x in anchors_over_all_feature_maps]

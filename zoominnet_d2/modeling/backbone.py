@@ -43,6 +43,7 @@ class LastLevelP6(nn.Module):
         weight_init.c2_xavier_fill(self.p6)
 
     def forward(self, c5):
+        """(N, C_in, H, W) C5 -> [(N, C_out, ceil(H/2), ceil(W/2)) P6]."""
         return [self.p6(c5)]
 
 

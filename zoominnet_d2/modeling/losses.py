@@ -3,8 +3,9 @@
     loss = sum_{n, c, i, j} mask(n, i, j) * (T(n, c, i, j) - S(n, c, i, j))^2 / sum mask
 
 i.e. the squared error summed over the key positions of :mod:`.akdp` and over channels,
-divided by the number of key positions in the batch (in multi-process training, the batch over
-all processes: the caller passes that count). The weight lambda_distill of Eq. 21
+divided by the number of key positions in the batch (in multi-process training the caller
+passes the whole batch's count over the processes divided by their number, so that DDP's
+average of the processes' gradients is the gradient over the whole batch). The weight lambda_distill of Eq. 21
 (0.01 in the paper) is applied by the caller. FGFI divides by 2 x (number of masked
 positions); ZoomInNet's Eq. 21 does not, and neither do we.
 """

@@ -66,7 +66,7 @@ def build_teacher(cfg) -> Optional["FrozenTeacher"]:
             "MODEL.ZOOMIN.TEACHER.WEIGHTS is empty: distillation needs a trained teacher "
             f"checkpoint for {z.CONFIG_FILE}"
         )
-    return FrozenTeacher.from_files(teacher_cfg, z.WEIGHTS)
+    return FrozenTeacher.from_files(teacher_cfg, z.WEIGHTS, config_file=z.CONFIG_FILE)
 
 
 class FrozenTeacher:
@@ -75,20 +75,22 @@ class FrozenTeacher:
     Args:
         model: the teacher RetinaNet (any Detectron2 ``DenseDetector`` with an FPN backbone
             and a ``RetinaNetHead``).
+        config_file: the config it was built from, for error messages ("" if none).
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, config_file: str = ""):
         self.model = model.eval()
+        self.config_file = config_file
         for p in self.model.parameters():
             p.requires_grad_(False)
 
     @classmethod
-    def from_files(cls, teacher_cfg, weights: str) -> "FrozenTeacher":
-        """The teacher of ``teacher_cfg`` (see :func:`load_teacher_config`) with the
-        checkpoint ``weights`` loaded strictly."""
+    def from_files(cls, teacher_cfg, weights: str, config_file: str = "") -> "FrozenTeacher":
+        """The teacher of ``teacher_cfg`` (see :func:`load_teacher_config`, read from
+        ``config_file``) with the checkpoint ``weights`` loaded strictly."""
         model = build_model(teacher_cfg)
         load_teacher_weights(model, weights)
-        return cls(model)
+        return cls(model, config_file)
 
     @property
     def strides(self) -> List[int]:
@@ -98,6 +100,7 @@ class FrozenTeacher:
 
     @property
     def channels(self) -> int:
+        """Channels of the teacher's FPN maps (``MODEL.FPN.OUT_CHANNELS``)."""
         return self.model.backbone.output_shape()[self.model.head_in_features[0]].channels
 
     @torch.no_grad()

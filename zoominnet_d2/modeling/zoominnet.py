@@ -144,17 +144,19 @@ class ZoomInNet(FastDecodeMixin, RetinaNet):
             ValueError: the teacher's level count, channels or grids do not pair with the student's.
         """
         t_strides = teacher.strides
+        source = f" (MODEL.ZOOMIN.TEACHER.CONFIG_FILE {teacher.config_file})" if teacher.config_file else ""
         if len(t_strides) != len(self.grid_strides):
-            raise ValueError(f"teacher has {len(t_strides)} head levels, the student {len(self.grid_strides)}")
+            raise ValueError(f"the teacher{source} has {len(t_strides)} head levels, "
+                             f"the student {len(self.grid_strides)}")
         s_channels = self.backbone.output_shape()[self.head_in_features[0]].channels
         if teacher.channels != s_channels:
-            raise ValueError(f"MODEL.FPN.OUT_CHANNELS: teacher {teacher.channels} != student {s_channels}")
+            raise ValueError(f"MODEL.FPN.OUT_CHANNELS: teacher{source} {teacher.channels} != student {s_channels}")
         if self.align in ("la", "fa"):
             expected = self.geometry.teacher_strides(self.grid_strides)
             if t_strides != expected:
                 raise ValueError(
                     f"ALIGN={self.align!r}: the student's grids (strides {self.grid_strides} at 1x) "
-                    f"do not match the teacher's (strides {t_strides} at {self.geometry.scale}x)"
+                    f"do not match the teacher's{source} (strides {t_strides} at {self.geometry.scale}x)"
                 )
         self.teacher = teacher
         if self.save_teacher:
