@@ -23,7 +23,8 @@ from typing import Callable, Dict, List, NamedTuple
 
 import numpy as np
 
-from experiment import Stage, collect_row, input_size, log, metrics_file, trained_config
+from experiment import Stage, log, metrics_file, trained_config
+from results_table import collect_row, input_size
 
 
 def finetune_stages(config_dir: str) -> List[Stage]:

@@ -33,9 +33,9 @@ from typing import Dict, List
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from alternatives import evaluate_test_time_rows, finetune_stages, test_time_predictors  # noqa: E402
-from experiment import (REPO, Stage, cancel_training, collect_row, cpu_ms_per_image, detections_file,  # noqa: E402
-                        log, machine_cores, merge_seeds, stage_jobs, stage_predictors, torch_threads,
-                        write_results)
+from cpu_timing import cpu_ms_per_image, stage_predictors, torch_threads  # noqa: E402
+from experiment import REPO, Stage, cancel_training, detections_file, log, machine_cores, stage_jobs  # noqa: E402
+from results_table import collect_row, merge_seeds, write_results  # noqa: E402
 from side_by_side import Job, run_jobs  # noqa: E402
 
 STAGES = [

@@ -1,24 +1,19 @@
 """Stages of a Table 3-like experiment, shared by ``tools/demo.py`` and ``tools/real_benchmark.py``:
-train and evaluate each model with ``train_net.py`` (reusing finished stages), time them, and
-write ``results.md`` / ``results.json``.
+train and evaluate each model with ``train_net.py``, reusing finished stages, side by side on
+the cores with an ETA. Their table rows are made by ``results_table.py``, their CPU times by
+``cpu_timing.py``.
 
 A stage is one model: a config, a label and a relative cost per iteration (for the ETA). Its
 folder holds ``model_final.pth`` and ``inference/<dataset>/visdrone_metrics.json``; a stage
 with both is finished and reused unless forced.
 """
-import json
-import math
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
-from datetime import date
-from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Set
+from typing import Dict, List, NamedTuple, Optional, Sequence, Set
 
-from host import machine
 from side_by_side import Job, run_jobs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,12 +35,6 @@ class Stage(NamedTuple):
     teacher_as: str = ""
 
 
-# Table columns: (results.json key, header, visdrone_metrics.json section, key there).
-COLUMNS = [("mAP", "mAP", "bbox", "AP"), ("AP_S", "AP_S", "bbox", "APs"), ("AP_M", "AP_M", "bbox", "APm"),
-           ("AP_L", "AP_L", "bbox", "APl"), ("AR_S", "AR_S", "bbox", "ARs"), ("AP50", "AP50", "bbox", "AP50"),
-           ("VisDrone_AP", "AP (official)", "visdrone", "AP")]
-PROTOCOL_NOTE = ("mAP ... AP50: COCO API at maxDets=100 after the VisDrone ignore rule (the paper's protocol); "
-                 "AP (official): the official VisDrone-DET toolkit protocol (maxDets=500, class-weighted).")
 ETA_LINE = re.compile(r"eta: (\S+)\s+iter: (\d+)\s+total_loss: (\S+)")
 
 
@@ -155,113 +144,3 @@ def trained_config(stage: Stage, train_dir: str):
 
     saved = os.path.join(train_dir, "config.yaml")
     return load_config(saved if os.path.isfile(saved) else os.path.join(REPO, stage.config))
-
-
-def collect_row(stage: Stage, out_dir: str, dataset: str, train_dir: Optional[str] = None) -> Dict:
-    """The table row of a finished stage (evaluated in ``out_dir``, trained in ``train_dir``,
-    default the same): input, GFLOPs (fvcore, at the square training input) and the metrics."""
-    from count_flops import count_gflops
-
-    with open(metrics_file(out_dir, dataset)) as f:
-        metrics = json.load(f)
-    cfg = trained_config(stage, train_dir or out_dir)
-    size = input_size(cfg)
-    row = {"model": stage.label, "stage": stage.name, "input": size, "GFLOPs": round(count_gflops(cfg, size), 3)}
-    for key, _, section, src in COLUMNS:
-        value = (metrics.get(section) or {}).get(src)
-        row[key] = None if value is None else round(value / 100, 4)
-    return row
-
-
-def input_size(cfg) -> int:
-    """The square side a config trains at: SQUARE_SIZE, the crop side over NATIVE_DOWNSCALE, or
-    the largest MIN_SIZE_TRAIN."""
-    if cfg.INPUT.SQUARE_SIZE > 0:
-        return cfg.INPUT.SQUARE_SIZE
-    if cfg.INPUT.NATIVE_DOWNSCALE > 0 and cfg.INPUT.CROP.ENABLED and cfg.INPUT.CROP.TYPE == "absolute":
-        return max(cfg.INPUT.CROP.SIZE) // cfg.INPUT.NATIVE_DOWNSCALE
-    return max(cfg.INPUT.MIN_SIZE_TRAIN)
-
-
-def stage_predictors(stages: Sequence[Stage], folders: Dict[str, str]) -> Dict[str, Callable]:
-    """{stage name: BGR image -> Instances}: each stage's student (``folders[name]/model_final.pth``)
-    with the config it was trained with."""
-    from zoominnet_d2.deploy.predictor import TorchPredictor
-
-    return {s.name: TorchPredictor(trained_config(s, folders[s.name]), os.path.join(folders[s.name], "model_final.pth"))
-            for s in stages}
-
-
-def cpu_ms_per_image(predictors: Dict[str, Callable], dataset: str, num_images: int = 20,
-                     warmup: int = 3) -> Dict[str, float]:
-    """Median CPU time per image (batch 1, one thread) of each predictor (BGR image ->
-    detections: test-time resize, forward, decoding; slicing and merging for sliced ones) on
-    the first ``num_images`` images of ``dataset``, after ``warmup`` runs on the first one, in ms.
-
-    The predictors are timed round-robin on the same images (image i on every one, then
-    image i + 1), so that a load change on a shared machine hits them alike.
-    """
-    import torch
-    from detectron2.data import DatasetCatalog
-    from detectron2.data.detection_utils import read_image
-
-    images = [read_image(d["file_name"], format="BGR") for d in DatasetCatalog.get(dataset)[:num_images]]
-    times = {name: [] for name in predictors}
-    with torch.no_grad(), torch_threads(1):
-        for predict in predictors.values():  # warm-up on the first image
-            for _ in range(warmup):
-                predict(images[0])
-        for image in images:
-            for name, predict in predictors.items():
-                began = time.perf_counter()
-                predict(image)
-                times[name].append((time.perf_counter() - began) * 1000)
-    return {name: round(statistics.median(t), 1) for name, t in times.items()}
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """torch's intra-op thread count set to ``threads`` inside the block, restored after it
-    (the count is per process: in-process jobs beside train_net.py subprocesses use this)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def merge_seeds(per_seed: List[List[Dict]]) -> List[Dict]:
-    """One row per model; with several seeds each metric becomes the list over the seeds."""
-    if len(per_seed) == 1:
-        return per_seed[0]
-    keys = [c[0] for c in COLUMNS] + ["cpu_ms"]
-    return [dict(rows[0], **{k: [r.get(k) for r in rows] for k in keys}) for rows in zip(*per_seed)]
-
-
-def write_results(rows: List[Dict], out: str, name: str, title: str, notes: Sequence[str], extra: Dict) -> None:
-    """``out/<name>.json`` (rows, date, machine and ``extra``) and ``out/<name>.md`` (the table)."""
-    with open(os.path.join(out, f"{name}.json"), "w") as f:
-        json.dump(dict({"date": str(date.today()), "machine": machine()}, **extra, rows=rows), f, indent=2)
-    header = "| model | input | GFLOPs | " + " | ".join(h for _, h, _, _ in COLUMNS) + " | CPU ms/img |"
-    lines = [f"# {title} ({date.today()})", "", f"Machine: {machine()}.", *notes, PROTOCOL_NOTE, "",
-             header, "|" + "---|" * (header.count("|") - 1)]
-    for row in rows:
-        cells = [row["model"], str(row["input"]), f"{row['GFLOPs']:.3f}"]
-        cells += [fmt(row, key) for key, _, _, _ in COLUMNS] + [fmt(row, "cpu_ms", 1)]
-        lines.append("| " + " | ".join(cells) + " |")
-    with open(os.path.join(out, f"{name}.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-def fmt(row: Dict, key: str, digits: int = 3) -> str:
-    """A value, or mean ± std over seeds when the row holds a list."""
-    from zoominnet_d2.visualization.frontier import mean_and_spread
-
-    value = row.get(key)
-    mean, spread = mean_and_spread(value)
-    if math.isnan(mean):
-        return "n/a"
-    return f"{mean:.{digits}f} ± {spread:.{digits}f}" if isinstance(value, list) else f"{mean:.{digits}f}"

@@ -31,9 +31,10 @@ from typing import Dict, List
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from alternatives import evaluate_test_time_rows, finetune_stages, test_time_predictors  # noqa: E402
-from experiment import (REPO, Stage, cancel_training, collect_row, cpu_ms_per_image, log,  # noqa: E402
-                        machine_cores, merge_seeds, run_stages, run_train_net, stage_jobs, stage_predictors,
-                        torch_threads, train_env, write_results)
+from cpu_timing import cpu_ms_per_image, stage_predictors, torch_threads  # noqa: E402
+from experiment import (REPO, Stage, cancel_training, log, machine_cores, run_stages, run_train_net,  # noqa: E402
+                        stage_jobs, train_env)
+from results_table import collect_row, merge_seeds, write_results  # noqa: E402
 from side_by_side import Job, run_jobs  # noqa: E402
 
 SNET = Stage("snet", "configs/real/snet.yaml", "SNet (crops / 2)", 1.0)
