@@ -43,12 +43,12 @@ def test_means_differences_and_verdicts_by_hand(compare_runs, tmp_path, capsys):
     assert entries["SNet"]["verdict"] == "within"
     assert entries["CSKD"]["difference"] == pytest.approx(0.0012)
     assert entries["CSKD"]["verdict"] == "outside"
-    assert entries["Teacher"]["verdict"] == "one training"
+    assert entries["Teacher"]["verdict"] == "no seed spread"
     assert compare_runs.main([first, second, "--metrics", "mAP"]) == 1
     out = capsys.readouterr().out
     assert "| Teacher | mAP | 0.0340 | 0.0300 | 0.0040 (12%) |" in out
     assert "only in 1: Only here" in out
-    assert "1 of 2 seed-spread comparisons within, 1 rows of one training" in out
+    assert "1 of 2 seed-spread comparisons within, 1 without seed spread" in out
 
 
 def test_claims_and_a_clean_rerun(compare_runs, tmp_path, capsys):

@@ -7,10 +7,10 @@ second run reproduce the first within the seed spread?
 
 For every model both runs have and every metric: each run's mean over its seeds, the
 difference of the means and each run's seed range (max - min over its seeds). A difference no
-larger than the larger of the two ranges is ``within``, else ``outside``. A row trained once
-and shared by the seeds (the same value in every seed, like the real benchmark's teacher) has
-no seed spread to compare with: it is reported as ``one training`` with its relative
-difference and does not decide the verdict. ``--above A B`` checks a claim of the table:
+larger than the larger of the two ranges is ``within``, else ``outside``. A metric with the
+same value in every seed of both runs (a row trained once and shared by the seeds, like the
+real benchmark's teacher, or a metric at 0) has no seed spread to compare with: it is reported
+as ``no seed spread`` with its relative difference and does not decide the verdict. ``--above A B`` checks a claim of the table:
 model A's metric is higher than model B's in every seed of both runs.
 
 Prints a markdown table and the verdict; the exit status is 1 when a row is outside the seed
@@ -43,13 +43,13 @@ def seed_values(row: Dict, metric: str) -> List[float]:
 
 def compare_metric(first: Sequence[float], second: Sequence[float]) -> Dict:
     """Means, their difference and the seed ranges of one metric of one model in two runs;
-    ``verdict``: within / outside the larger seed range, or ``one training`` when neither run
+    ``verdict``: within / outside the larger seed range, or ``no seed spread`` when neither run
     has a spread (one value, or the same value in every seed)."""
     mean_1, mean_2 = statistics.mean(first), statistics.mean(second)
     range_1, range_2 = max(first) - min(first), max(second) - min(second)
     difference = abs(mean_2 - mean_1)
     if range_1 == 0 and range_2 == 0:
-        verdict = "one training"
+        verdict = "no seed spread"
     else:
         verdict = "within" if difference <= max(range_1, range_2) else "outside"
     return {"mean_1": mean_1, "mean_2": mean_2, "difference": difference,
@@ -88,7 +88,7 @@ def print_table(entries: List[Dict], names: Tuple[str, str]) -> None:
           f"seed range {names[1]} | verdict |")
     print("|---|---|---|---|---|---|---|---|")
     for e in entries:
-        note = relative(e) if e["verdict"] == "one training" else ""
+        note = relative(e) if e["verdict"] == "no seed spread" else ""
         print(f"| {e['model']} | {e['metric']} | {e['mean_1']:.4f} | {e['mean_2']:.4f} | {e['difference']:.4f}{note} | "
               f"{e['range_1']:.4f} | {e['range_2']:.4f} | {e['verdict']} |")
 
@@ -119,9 +119,9 @@ def main(argv=None) -> int:
             print(f"claim {above} > {below} in {metric}, every seed of both runs: {status}")
             if status != "holds":
                 failed.append((above, below, metric))
-    compared = sum(e["verdict"] != "one training" for e in entries)
+    compared = sum(e["verdict"] != "no seed spread" for e in entries)
     print(f"\n{compared - len(outside)} of {compared} seed-spread comparisons within, "
-          f"{len(entries) - compared} rows of one training; {len(failed)} claim(s) not holding")
+          f"{len(entries) - compared} without seed spread; {len(failed)} claim(s) not holding")
     return 1 if outside or failed else 0
 
 
