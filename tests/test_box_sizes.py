@@ -32,7 +32,7 @@ def register(name: str, tmp_path: Path, boxes_xywh) -> str:
 
 
 def test_anchor_coverage_counts_boxes_on_an_anchor(box_sizes, tmp_path):
-    from zoominnet_d2.deploy.student import load_config
+    from zoominnet_d2 import load_config
 
     cfg = load_config(str(REPO / "configs/synth/snet.yaml"))
     stride, size = 8, cfg.MODEL.ANCHOR_GENERATOR.SIZES[0][0]  # p3's smallest anchor (24 px)

@@ -122,7 +122,7 @@ def test_command_names_a_malformed_line(folders, capsys):
     path.write_text("10,10,20,20,0.9\n")
     with pytest.raises(SystemExit):
         run(folders)
-    assert f"{path}:1: expected 8 comma-separated numbers" in capsys.readouterr().err
+    assert f"{path}:1: expected 8 comma-separated fields" in capsys.readouterr().err
     annotation = folders["annotations"] / "b.txt"
     annotation.write_text("10,10,20,20,2,1,0,0\n")
     path.unlink()

@@ -28,7 +28,7 @@ from detectron2.structures import BoxMode, Boxes, Instances
 from detectron2.utils.events import EventStorage
 from PIL import Image
 
-from zoominnet_d2 import add_zoominnet_config
+from zoominnet_d2 import ConfigError, add_zoominnet_config
 from zoominnet_d2.data.cross_scale_mapper import ZoomInDatasetMapper, scale_transforms
 from zoominnet_d2.modeling import ZoomInNet, akdp_masks_batch, build_model_with_teacher
 from zoominnet_d2.modeling.alignment import ZoomInRetinaNetHead
@@ -318,7 +318,7 @@ def test_empty_teacher_weights(teacher):
 def test_missing_teacher_config_file(teacher, tmp_path):
     missing = tmp_path / "tnet_missing.yaml"
     cfg = make_cfg("la", SimpleNamespace(config=missing, weights=teacher.weights))
-    with pytest.raises(FileNotFoundError, match=str(missing)):
+    with pytest.raises(ConfigError, match=rf"MODEL\.ZOOMIN\.TEACHER\.CONFIG_FILE: no such file: '{missing}'"):
         build_model_with_teacher(cfg)
 
 

@@ -33,7 +33,7 @@ from detectron2.data import DatasetMapper  # noqa: E402
 from zoominnet_d2.data.cross_scale_mapper import ZoomInDatasetMapper  # noqa: E402
 from zoominnet_d2.data.synthetic import generate_split  # noqa: E402
 from zoominnet_d2.data.visdrone import load_visdrone  # noqa: E402
-from zoominnet_d2.deploy.student import load_config  # noqa: E402
+from zoominnet_d2 import load_config  # noqa: E402
 
 REAL_TRAIN = REPO.parent / "shared" / "data" / "visdrone_real" / "train"
 IMAGES, REPEATS = 16, 5

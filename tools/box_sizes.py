@@ -107,7 +107,7 @@ def main(argv=None) -> None:
     if args.command == "anchors":
         from detectron2.utils.env import seed_all_rng
 
-        from zoominnet_d2.deploy.student import load_config
+        from zoominnet_d2 import load_config
 
         seed_all_rng(args.seed)
         result = anchor_coverage(load_config(args.config_file, args.opts), args.train, args.max_images)

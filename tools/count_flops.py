@@ -13,12 +13,11 @@ import logging
 
 import zoominnet_d2  # noqa: F401  (first: compat fixes, registrations)
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
-from zoominnet_d2 import add_zoominnet_config
+from zoominnet_d2 import load_config as load_project_config
 
 
 class DenseForward(nn.Module):
@@ -52,10 +51,8 @@ def count_gflops(cfg, size: int) -> float:
 
 
 def load_config(config_file: str, opts=()):
-    cfg = get_cfg()
-    add_zoominnet_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
+    """The config of ``config_file`` + ``opts`` for counting: on the CPU, without weights."""
+    cfg = load_project_config(config_file, opts)
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = ""
     return cfg

@@ -27,13 +27,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import zoominnet_d2  # noqa: F401  (first: compat fixes, registrations)
-import torch
-from detectron2.config import get_cfg
 from detectron2.data import detection_utils as utils
 from detectron2.modeling import build_model
 from PIL import Image
 
-from zoominnet_d2 import add_zoominnet_config
+from zoominnet_d2 import load_config
 from zoominnet_d2.checkpoint import UNSAFE_FLAG, SafeDetectionCheckpointer
 from zoominnet_d2.modeling import attach_configured_teacher
 from zoominnet_d2.visualization import (
@@ -72,12 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_cfg(args):
-    cfg = get_cfg()
-    add_zoominnet_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(list(args.opts))
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
+    """The frozen config of the command line, with ``--teacher-weights`` when given."""
+    cfg = load_config(args.config_file, args.opts)
     if args.teacher_weights:
         cfg.MODEL.ZOOMIN.TEACHER.WEIGHTS = args.teacher_weights
     cfg.freeze()

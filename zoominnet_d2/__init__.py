@@ -9,8 +9,8 @@ from . import compat
 compat.apply()
 
 from . import modeling  # noqa: E402,F401  (registers ZoomInNet and the backbone)
-from .config import add_zoominnet_config  # noqa: E402
+from .config import ConfigError, add_zoominnet_config, load_config  # noqa: E402
 from .data import builtin  # noqa: E402,F401  (registers visdrone2019_* and synthdrone_*)
 from .data import register_visdrone  # noqa: E402
 
-__all__ = ["add_zoominnet_config", "register_visdrone"]
+__all__ = ["ConfigError", "add_zoominnet_config", "load_config", "register_visdrone"]

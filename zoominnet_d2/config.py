@@ -1,9 +1,50 @@
-"""Config keys of ZoomInNet, added to a Detectron2 config by :func:`add_zoominnet_config`."""
+"""The project's config: ZoomInNet's keys added to Detectron2's (:func:`add_zoominnet_config`),
+and the one loader of config files that the training, the teacher, deployment and the tools
+share (:func:`load_config`)."""
+from typing import Sequence
+
+import torch
+import yaml
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+from detectron2.utils.file_io import PathManager
+
+
+class ConfigError(ValueError):
+    """A config file or ``KEY VALUE`` options are wrong; the message names the file or key."""
+
+
+def load_config(config_file: str, opts: Sequence = (), file_key: str = "--config-file") -> CN:
+    """Detectron2's defaults with the ZoomInNet keys, merged from ``config_file`` and then the
+    ``KEY VALUE`` list ``opts``; ``MODEL.DEVICE`` "cuda..." becomes "cpu" when CUDA is not
+    there. Not frozen: callers set what they need and freeze.
+
+    Args:
+        file_key: what the file is called in errors, e.g. "--config-file" or
+            "MODEL.ZOOMIN.TEACHER.CONFIG_FILE".
+
+    Raises:
+        ConfigError: no such file, or an unknown key or malformed value, naming the file (or
+            "command-line options") and Detectron2's message.
+    """
+    cfg = add_zoominnet_config(get_cfg())
+    if not config_file or not PathManager.isfile(config_file):
+        raise ConfigError(f"{file_key}: no such file: {config_file!r}")
+    for what, merge in ((f"config file {config_file}", lambda: cfg.merge_from_file(config_file)),
+                        ("command-line options", lambda: cfg.merge_from_list(list(opts)))):
+        try:
+            merge()
+        except (KeyError, AssertionError, ValueError, TypeError, yaml.YAMLError) as e:
+            msg = e.args[0] if e.args else type(e).__name__
+            raise ConfigError(f"{what}: {msg}") from e
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    return cfg
 
 
 def add_zoominnet_config(cfg: CN) -> CN:
-    """Add the ZoomInNet keys (``MODEL.ZOOMIN``, ``INPUT.SQUARE_SIZE``, ``TEST.*``) to ``cfg``."""
+    """Add the ZoomInNet keys (``MODEL.ZOOMIN``, ``INPUT.SQUARE_SIZE`` and ``NATIVE_DOWNSCALE``,
+    ``DATALOADER.DECODED_IMAGE_CACHE_MB``, ``TEST.*``) to ``cfg``."""
     _C = cfg
 
     # Resize every image to SQUARE_SIZE x SQUARE_SIZE, ignoring its aspect ratio, as the

@@ -49,18 +49,26 @@ def describe_missing(stems: AbstractSet[str], what: str) -> str:
     return f"{len(stems)} {what} ({listed}{more})"
 
 
-def parse_line(path: Path, lineno: int, line: str) -> Tuple[int, ...]:
-    """Parse one annotation line into 8 integers, or raise ValueError naming path:lineno."""
+def split_fields(path, lineno: int, line: str) -> List[str]:
+    """The 8 comma-separated fields of an annotation or detection-result line (an optional
+    trailing comma dropped), or a ValueError naming ``path:lineno``. Shared by the dataset
+    reader (:func:`parse_line`, integers) and the evaluation's reader of official text files
+    (:mod:`zoominnet_d2.evaluation.visdrone_txt`, numbers as MATLAB's ``load`` reads them)."""
     fields = line.split(",")
     if len(fields) == len(ANNOTATION_FIELDS) + 1 and not fields[-1].strip():
-        fields.pop()  # optional trailing comma
+        fields.pop()
     if len(fields) != len(ANNOTATION_FIELDS):
         raise ValueError(
             f"{path}:{lineno}: expected {len(ANNOTATION_FIELDS)} comma-separated fields "
             f"({','.join(ANNOTATION_FIELDS)}), got {len(fields)}: {line!r}"
         )
+    return fields
+
+
+def parse_line(path: Path, lineno: int, line: str) -> Tuple[int, ...]:
+    """Parse one annotation line into 8 integers, or raise ValueError naming path:lineno."""
     values = []
-    for name, field in zip(ANNOTATION_FIELDS, fields):
+    for name, field in zip(ANNOTATION_FIELDS, split_fields(path, lineno, line)):
         try:
             values.append(int(field))
         except ValueError:

@@ -19,7 +19,7 @@ from sahi.predict import get_sliced_prediction
 
 from ..data.visdrone import VISDRONE_CLASSES
 from .predictor import TorchPredictor
-from .student import load_config
+from ..config import load_config
 
 
 class ZoomInSahiModel(Detectron2DetectionModel):
@@ -42,7 +42,7 @@ class ZoomInSahiModel(Detectron2DetectionModel):
     def load_model(self) -> None:
         if not self.config_path:
             raise ValueError("ZoomInSahiModel needs config_path (the project config of the weights)")
-        cfg = load_config(self.config_path, self.opts)
+        cfg = load_config(self.config_path, self.opts, file_key="config_path")
         self.set_model(TorchPredictor(cfg, self.model_path))
 
     def set_model(self, model: TorchPredictor, **kwargs) -> None:

@@ -1,31 +1,16 @@
-"""The student alone: its config, its model, its weights, a student-only checkpoint.
+"""The student alone: its model, its weights, a student-only checkpoint (its config:
+:func:`zoominnet_d2.config.load_config`).
 
 Nothing here reads a teacher's config or weights, also for a CSKD config.
 """
 import os
-from typing import Sequence
 
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 from torch import nn
 
 from ..checkpoint import StrictCheckpointer
-from ..config import add_zoominnet_config
-
-
-def load_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
-    """The project's config from ``config_file`` plus ``KEY VALUE`` overrides, on the CPU
-    unless CUDA is there and the config asks for it."""
-    if not os.path.isfile(config_file):
-        raise FileNotFoundError(f"config file not found: {config_file}")
-    cfg = get_cfg()
-    add_zoominnet_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
-    if not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
-    return cfg
 
 
 def build_student(cfg: CfgNode) -> nn.Module:

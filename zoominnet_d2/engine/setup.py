@@ -6,22 +6,15 @@ import logging
 import os
 import sys
 
-import torch
-import yaml
-from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import UNSAFE_FLAG
-from ..config import add_zoominnet_config
+from ..config import load_config
 
 logger = logging.getLogger("zoominnet_d2")
-
-
-class ConfigError(ValueError):
-    """The config file or the command-line options are wrong (message names what)."""
 
 
 EPILOG = """
@@ -64,24 +57,13 @@ def _positive_int(text: str) -> int:
 
 
 def build_config(args):
-    """The frozen config of the command line; no side effects.
+    """The frozen config of the command line (:func:`zoominnet_d2.config.load_config`); no
+    side effects.
 
     Raises:
         ConfigError: missing config file, unknown key, malformed option or value.
     """
-    cfg = get_cfg()
-    add_zoominnet_config(cfg)
-    if not args.config_file or not PathManager.isfile(args.config_file):
-        raise ConfigError(f"--config-file: no such file: {args.config_file!r}")
-    for what, merge in ((f"config file {args.config_file}", lambda: cfg.merge_from_file(args.config_file)),
-                        ("command-line options", lambda: cfg.merge_from_list(args.opts))):
-        try:
-            merge()
-        except (KeyError, AssertionError, ValueError, TypeError, yaml.YAMLError) as e:
-            msg = e.args[0] if e.args else type(e).__name__
-            raise ConfigError(f"{what}: {msg}") from e
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
+    cfg = load_config(args.config_file, args.opts)
     cfg.freeze()
     return cfg
 

@@ -17,21 +17,16 @@ import math
 
 import numpy as np
 
-FIELDS = ("left", "top", "width", "height", "score", "category", "truncation", "occlusion")
+from ..data.visdrone_files import ANNOTATION_FIELDS, split_fields
+
 _GT_SCORES = (0.0, 1.0)
 _GT_CATEGORIES = range(0, 12)
 
 
 def _parse_line(path: str, lineno: int, line: str) -> list:
     """The 8 numbers of one line, or a ValueError naming ``path:lineno``."""
-    fields = line.split(",")
-    if len(fields) == len(FIELDS) + 1 and not fields[-1].strip():
-        fields.pop()  # trailing comma
-    if len(fields) != len(FIELDS):
-        raise ValueError(f"{path}:{lineno}: expected {len(FIELDS)} comma-separated numbers "
-                         f"({','.join(FIELDS)}), got {len(fields)} fields: {line!r}")
     values = []
-    for name, field in zip(FIELDS, fields):
+    for name, field in zip(ANNOTATION_FIELDS, split_fields(path, lineno, line)):
         try:
             value = float(field)
         except ValueError:

@@ -14,23 +14,21 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import ImageList
 from torch import Tensor, nn
 
 from ..checkpoint import StrictCheckpointer
+from ..config import load_config
 
 
 def load_teacher_config(config_file: str, device: str = "cpu"):
-    """The teacher's Detectron2 config (with the ZoomInNet keys) on ``device``, frozen."""
-    from ..config import add_zoominnet_config
+    """The teacher's Detectron2 config (with the ZoomInNet keys) on ``device``, frozen.
 
-    if not os.path.isfile(config_file):
-        raise FileNotFoundError(f"MODEL.ZOOMIN.TEACHER.CONFIG_FILE: no such file: {config_file}")
-    cfg = get_cfg()
-    add_zoominnet_config(cfg)
-    cfg.merge_from_file(config_file)
+    Raises:
+        ConfigError: no such file or a bad key in it, naming MODEL.ZOOMIN.TEACHER.CONFIG_FILE.
+    """
+    cfg = load_config(config_file, file_key="MODEL.ZOOMIN.TEACHER.CONFIG_FILE")
     cfg.MODEL.DEVICE = device
     cfg.freeze()
     return cfg
@@ -50,7 +48,8 @@ def build_teacher(cfg) -> Optional["FrozenTeacher"]:
     checkpoint; None when ``CONFIG_FILE`` is empty.
 
     Raises:
-        FileNotFoundError: the config file or the checkpoint does not exist.
+        ConfigError: the config file does not exist or does not load.
+        FileNotFoundError: the checkpoint does not exist.
         ValueError: the teacher's input size is not ``INPUT_SCALE`` x the student's, the
             checkpoint is empty or does not fit the teacher's config.
     """
