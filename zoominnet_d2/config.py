@@ -44,7 +44,7 @@ def load_config(config_file: str, opts: Sequence = (), file_key: str = "--config
 
 def add_zoominnet_config(cfg: CN) -> CN:
     """Add the ZoomInNet keys (``MODEL.ZOOMIN``, ``INPUT.SQUARE_SIZE`` and ``NATIVE_DOWNSCALE``,
-    ``DATALOADER.DECODED_IMAGE_CACHE_MB``, ``TEST.*``) to ``cfg``."""
+    ``DATALOADER.DECODED_IMAGE_CACHE_MB``, ``SOLVER.OPTIMIZER``, ``TEST.*``) to ``cfg``."""
     _C = cfg
 
     # Resize every image to SQUARE_SIZE x SQUARE_SIZE, ignoring its aspect ratio, as the
@@ -62,6 +62,10 @@ def add_zoominnet_config(cfg: CN) -> CN:
     # so that they are decoded once instead of every epoch (zoominnet_d2/data/image_cache.py).
     # 0: off. Mapping a real VisDrone frame took 18 ms with decoding, 4 ms cached (BENCHMARKS.md).
     _C.DATALOADER.DECODED_IMAGE_CACHE_MB = 0
+    # "SGD" (Detectron2's, with SOLVER.MOMENTUM and NESTEROV) or "AdamW" (the same parameter
+    # groups, BASE_LR, decoupled WEIGHT_DECAY, schedule and CLIP_GRADIENTS;
+    # zoominnet_d2/engine/optimizer.py).
+    _C.SOLVER.OPTIMIZER = "SGD"
 
     # ZoomInNet's keys: alignment, distillation, AKDP and the teacher.
     _C.MODEL.ZOOMIN = CN()

@@ -16,6 +16,7 @@ from ..modeling import attach_configured_teacher
 from .feature_hook import FeatureVisualizationHook
 from .ddp import cpu_capable_ddp
 from .hooks import StopOnNonFiniteLoss
+from .optimizer import build_optimizer
 
 logger = logging.getLogger("zoominnet_d2")
 
@@ -106,6 +107,11 @@ class Trainer(DefaultTrainer):
         """The model with, when ``MODEL.ZOOMIN.TEACHER.CONFIG_FILE`` is set, its frozen teacher
         attached (read from its files): distillation is set up here, for training only."""
         return attach_configured_teacher(super().build_model(cfg), cfg)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        """Detectron2's SGD or AdamW, as ``SOLVER.OPTIMIZER`` says (:func:`.optimizer.build_optimizer`)."""
+        return build_optimizer(cfg, model)
 
     @classmethod
     def build_train_loader(cls, cfg):
