@@ -5,7 +5,7 @@
 # the frames it trained on underfits: more schedule or capacity, not more data). With --train,
 # SNet is also trained for twice the students' schedule, to see whether the students are
 # schedule-limited too. Tuned on the teacher and SNet only, never on a distilled student.
-# Usage: bash tools/real_teacher_probe.sh RUN [out_dir] [--train | --variants]
+# Usage: bash tools/real_teacher_probe.sh RUN [out_dir] [--train | --variants | --levers]
 #   without an option: the checkpoint evaluations only (5 min for three checkpoints on 2 cores);
 #   --train: also SNet at 3000 iterations (twice its 6-10 min in RESULTS.md);
 #   --variants: also variants of the plain teacher that configs/real/ had before it took BatchNorm
@@ -18,6 +18,12 @@
 #     3000 iterations and at 6000; then SNet with that BN at the students' schedule.
 #     (GroupNorm in the head does not build on Detectron2 v0.6: its RetinaNetHead asks get_norm
 #     for a 1-channel GroupNorm of 32 groups.)
+#   --levers: also two changes to the current teacher (configs/real/tnet.yaml, BatchNorm in the
+#     FPN and head) at 3000 iterations, where --variants' tnet_bn is the same teacher unchanged:
+#     AdamW at lr 0.001 instead of SGD at 0.01 (SOLVER.OPTIMIZER), and RetinaNet's anchor
+#     matching at IoU 0.3 / 0.4 instead of 0.4 / 0.5 (more positive anchors per small box);
+#     then SNet with each change at the students' schedule, and beside them the teacher with
+#     AdamW at its full 6000 iterations (~2.5 h on 2 cores in all).
 # Prints one line per run: name, dataset, mAP, AP50, AP_S, AR@100, car AP, pedestrian AP (COCO protocol).
 set -euo pipefail
 RUN=$(cd "${1:?usage: bash tools/real_teacher_probe.sh RUN [out_dir] [--train | --variants]}" && pwd)
@@ -26,8 +32,8 @@ cd "$(dirname "$0")/.."
 OPTION=${3:-}
 PY=${PYTHON:-.venv/bin/python}
 export DETECTRON2_DATASETS=$RUN/data
-# --variants needs only RUN's split (RUN/data); the other modes start from RUN's teacher.
-if [ ! -f "$RUN/tnet/model_final.pth" ] && [ "$OPTION" != --variants ]; then
+# --variants and --levers need only RUN's split (RUN/data); the other modes start from RUN's teacher.
+if [ ! -f "$RUN/tnet/model_final.pth" ] && [ "$OPTION" != --variants ] && [ "$OPTION" != --levers ]; then
   echo "$RUN/tnet/model_final.pth: no trained teacher (run tools/real_benchmark.py --output $RUN first)" >&2; exit 1
 fi
 report() {  # name dataset metrics.json
@@ -50,6 +56,16 @@ trained() {  # name config opts...: trains unless finished earlier, then reports
   fi
   report "$name" visdrone2019_val "$OUT/$name/inference/visdrone2019_val/visdrone_metrics.json"
 }
+variant() {  # name config opts...: trains (one thread), then reports its checkpoints and the end
+  local name=$1 cfg=$2; shift 2
+  OMP_NUM_THREADS=1 trained "$name" "$cfg" "$@" > /dev/null
+  for weights in "$OUT/$name"/model_0*.pth; do
+    it=$(basename "$weights" .pth)
+    evaluate "${name}_iter_${it#model_}" "$weights" visdrone2019_val "$OUT/$name/config.yaml"
+  done
+  report "$name" visdrone2019_val "$OUT/$name/inference/visdrone2019_val/visdrone_metrics.json"
+  evaluate "${name}_on_train" "$OUT/$name/model_final.pth" visdrone2019_train "$OUT/$name/config.yaml"
+}
 if [ -f "$RUN/tnet/model_final.pth" ]; then
   for weights in "$RUN"/tnet/model_0*.pth; do
     it=$(basename "$weights" .pth)
@@ -62,16 +78,6 @@ case "$OPTION" in
   "") ;;
   --train) trained snet_3000x8 configs/real/snet.yaml SOLVER.MAX_ITER 3000 SOLVER.STEPS "(2000, 2700)" ;;
   --variants)
-    variant() {  # name config opts...: trains (one thread), then reports its checkpoints and the end
-      local name=$1 cfg=$2; shift 2
-      OMP_NUM_THREADS=1 trained "$name" "$cfg" "$@" > /dev/null
-      for weights in "$OUT/$name"/model_0*.pth; do
-        it=$(basename "$weights" .pth)
-        evaluate "${name}_iter_${it#model_}" "$weights" visdrone2019_val "$OUT/$name/config.yaml"
-      done
-      report "$name" visdrone2019_val "$OUT/$name/inference/visdrone2019_val/visdrone_metrics.json"
-      evaluate "${name}_on_train" "$OUT/$name/model_final.pth" visdrone2019_train "$OUT/$name/config.yaml"
-    }
     PLAIN=(MODEL.FPN.NORM "" MODEL.RETINANET.NORM "" SOLVER.MAX_ITER 3000 SOLVER.STEPS "(2000, 2700)")
     BN=(MODEL.FPN.NORM BN MODEL.RETINANET.NORM BN)
     # Two one-thread processes side by side keep two cores busier than one two-thread process
@@ -87,5 +93,17 @@ case "$OPTION" in
       variant snet_bn configs/real/snet.yaml "${BN[@]}" > "$OUT/snet_bn.report"; } &
     wait
     cat "$OUT"/{tnet_lr02,tnet_wide1500,tnet_bn,tnet_bn6000,snet_bn}.report ;;
-  *) echo "unknown option $OPTION (--train or --variants)" >&2; exit 2 ;;
+  --levers)
+    T3000=(SOLVER.MAX_ITER 3000 SOLVER.STEPS "(2000, 2700)")
+    ADAMW=(SOLVER.OPTIMIZER AdamW SOLVER.BASE_LR 0.001)
+    IOU34=(MODEL.RETINANET.IOU_THRESHOLDS "[0.3, 0.4]")
+    variant tnet_adamw configs/real/tnet.yaml "${T3000[@]}" "${ADAMW[@]}" > "$OUT/tnet_adamw.report" &
+    variant tnet_iou34 configs/real/tnet.yaml "${T3000[@]}" "${IOU34[@]}" > "$OUT/tnet_iou34.report" &
+    wait
+    variant tnet_adamw6000 configs/real/tnet.yaml "${ADAMW[@]}" > "$OUT/tnet_adamw6000.report" &
+    { variant snet_adamw configs/real/snet.yaml "${ADAMW[@]}" > "$OUT/snet_adamw.report"
+      variant snet_iou34 configs/real/snet.yaml "${IOU34[@]}" > "$OUT/snet_iou34.report"; } &
+    wait
+    cat "$OUT"/{tnet_adamw,tnet_iou34,tnet_adamw6000,snet_adamw,snet_iou34}.report ;;
+  *) echo "unknown option $OPTION (--train, --variants or --levers)" >&2; exit 2 ;;
 esac
