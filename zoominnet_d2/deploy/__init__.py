@@ -1,5 +1,6 @@
-"""Deploying the student: its config (the project's :func:`~zoominnet_d2.config.load_config`), build and load it alone, export it (ONNX, TorchScript, a
-student-only checkpoint), post-process exported outputs, predict on images and videos."""
+"""Deploying the student: its config (the project's :func:`~zoominnet_d2.config.load_config`),
+build and load it alone, export it (ONNX, TorchScript, a student-only checkpoint), post-process
+exported outputs, predict on images and videos."""
 from ..config import load_config
 from .exporters import FORMATS, export_student
 from .graph import DenseStudentGraph

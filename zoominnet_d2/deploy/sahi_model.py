@@ -17,9 +17,9 @@ from detectron2.structures import Boxes, Instances
 from sahi.models.detectron2 import Detectron2DetectionModel
 from sahi.predict import get_sliced_prediction
 
+from ..config import load_config
 from ..data.visdrone import VISDRONE_CLASSES
 from .predictor import TorchPredictor
-from ..config import load_config
 
 
 class ZoomInSahiModel(Detectron2DetectionModel):
