@@ -38,6 +38,11 @@ def test_unknown_key_names_the_file_or_the_options(tmp_path):
         load_config(SNET, ["SOLVER.MAX_ITER"])
 
 
+def test_unknown_optimizer_is_refused_when_the_config_is_loaded():
+    with pytest.raises(ConfigError, match=r"^SOLVER\.OPTIMIZER: 'Adam' is not one of SGD, AdamW$"):
+        load_config(SNET, ["SOLVER.OPTIMIZER", "Adam"])
+
+
 def test_malformed_yaml_names_the_file(tmp_path):
     bad = tmp_path / "broken.yaml"
     bad.write_text("SOLVER: [unclosed\n")

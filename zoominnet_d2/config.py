@@ -10,6 +10,10 @@ from detectron2.config import get_cfg
 from detectron2.utils.file_io import PathManager
 
 
+#: The choices of SOLVER.OPTIMIZER (zoominnet_d2/engine/optimizer.py builds them).
+OPTIMIZERS = ("SGD", "AdamW")
+
+
 class ConfigError(ValueError):
     """A config file or ``KEY VALUE`` options are wrong; the message names the file or key."""
 
@@ -25,7 +29,8 @@ def load_config(config_file: str, opts: Sequence = (), file_key: str = "--config
 
     Raises:
         ConfigError: no such file, or an unknown key or malformed value, naming the file (or
-            "command-line options") and Detectron2's message.
+            "command-line options") and Detectron2's message; an unknown SOLVER.OPTIMIZER, so
+            that it is refused before a run starts.
     """
     cfg = add_zoominnet_config(get_cfg())
     if not config_file or not PathManager.isfile(config_file):
@@ -37,6 +42,9 @@ def load_config(config_file: str, opts: Sequence = (), file_key: str = "--config
         except (KeyError, AssertionError, ValueError, TypeError, yaml.YAMLError) as e:
             msg = e.args[0] if e.args else type(e).__name__
             raise ConfigError(f"{what}: {msg}") from e
+    if cfg.SOLVER.OPTIMIZER not in OPTIMIZERS:
+        raise ConfigError(f"SOLVER.OPTIMIZER: {cfg.SOLVER.OPTIMIZER!r} is not one of "
+                          f"{', '.join(OPTIMIZERS)}")
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     return cfg

@@ -5,7 +5,7 @@ from detectron2.solver import build_optimizer as build_sgd_optimizer
 from detectron2.solver import get_default_optimizer_params
 from detectron2.solver.build import maybe_add_gradient_clipping
 
-OPTIMIZERS = ("SGD", "AdamW")
+from ..config import OPTIMIZERS
 
 
 def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
