@@ -8,8 +8,9 @@
 # Usage: bash tools/real_teacher_probe.sh RUN [out_dir] [--train | --variants | --levers]
 #   without an option: the checkpoint evaluations only (5 min for three checkpoints on 2 cores);
 #   --train: also SNet at 3000 iterations (twice its 6-10 min in RESULTS.md);
-#   --variants: also variants of the plain teacher that configs/real/ had before it took BatchNorm
-#     and 6000 iterations from these variants (no norm in the FPN and head, 3000 iterations), two
+#   --variants: also variants of the plain teacher that configs/real/ had before it took BatchNorm,
+#     6000 iterations and AdamW from these probes (no norm in the FPN and head, 3000 iterations,
+#     SGD at lr 0.01), two
 #     side by side on one thread each (~2.5 h on 2 cores), each at its checkpoints on val and at
 #     the end on its own training frames: twice the
 #     learning rate (0.02); twice the width (stem, res2 and FPN channels: 2.1x the time per
@@ -18,15 +19,16 @@
 #     3000 iterations and at 6000; then SNet with that BN at the students' schedule.
 #     (GroupNorm in the head does not build on Detectron2 v0.6: its RetinaNetHead asks get_norm
 #     for a 1-channel GroupNorm of 32 groups.)
-#   --levers: also two changes to the current teacher (configs/real/tnet.yaml, BatchNorm in the
-#     FPN and head) at 3000 iterations, where --variants' tnet_bn is the same teacher unchanged:
+#   --levers: also two changes to the teacher with BatchNorm in the FPN and head and SGD at lr
+#     0.01 (configs/real/tnet.yaml before it took AdamW from this mode) at 3000 iterations, where
+#     --variants' tnet_bn is the same teacher unchanged:
 #     AdamW at lr 0.001 instead of SGD at 0.01 (SOLVER.OPTIMIZER), and RetinaNet's anchor
 #     matching at IoU 0.3 / 0.4 instead of 0.4 / 0.5 (more positive anchors per small box);
 #     then SNet with each change at the students' schedule, and beside them the teacher with
 #     AdamW at its full 6000 iterations (~2.5 h on 2 cores in all).
 # Prints one line per run: name, dataset, mAP, AP50, AP_S, AR@100, car AP, pedestrian AP (COCO protocol).
 set -euo pipefail
-RUN=$(cd "${1:?usage: bash tools/real_teacher_probe.sh RUN [out_dir] [--train | --variants]}" && pwd)
+RUN=$(cd "${1:?usage: bash tools/real_teacher_probe.sh RUN [out_dir] [--train | --variants | --levers]}" && pwd)
 OUT=$(mkdir -p "${2:-$RUN/teacher_probe}" && cd "${2:-$RUN/teacher_probe}" && pwd)
 cd "$(dirname "$0")/.."
 OPTION=${3:-}
@@ -78,7 +80,8 @@ case "$OPTION" in
   "") ;;
   --train) trained snet_3000x8 configs/real/snet.yaml SOLVER.MAX_ITER 3000 SOLVER.STEPS "(2000, 2700)" ;;
   --variants)
-    PLAIN=(MODEL.FPN.NORM "" MODEL.RETINANET.NORM "" SOLVER.MAX_ITER 3000 SOLVER.STEPS "(2000, 2700)")
+    PLAIN=(MODEL.FPN.NORM "" MODEL.RETINANET.NORM "" SOLVER.MAX_ITER 3000 SOLVER.STEPS "(2000, 2700)"
+      SOLVER.OPTIMIZER SGD SOLVER.BASE_LR 0.01)
     BN=(MODEL.FPN.NORM BN MODEL.RETINANET.NORM BN)
     # Two one-thread processes side by side keep two cores busier than one two-thread process
     # (docs/DESIGN.md section 10); the lines are printed when all are done.
@@ -96,9 +99,10 @@ case "$OPTION" in
   --levers)
     T3000=(SOLVER.MAX_ITER 3000 SOLVER.STEPS "(2000, 2700)")
     ADAMW=(SOLVER.OPTIMIZER AdamW SOLVER.BASE_LR 0.001)
+    SGD=(SOLVER.OPTIMIZER SGD SOLVER.BASE_LR 0.01)
     IOU34=(MODEL.RETINANET.IOU_THRESHOLDS "[0.3, 0.4]")
     variant tnet_adamw configs/real/tnet.yaml "${T3000[@]}" "${ADAMW[@]}" > "$OUT/tnet_adamw.report" &
-    variant tnet_iou34 configs/real/tnet.yaml "${T3000[@]}" "${IOU34[@]}" > "$OUT/tnet_iou34.report" &
+    variant tnet_iou34 configs/real/tnet.yaml "${T3000[@]}" "${SGD[@]}" "${IOU34[@]}" > "$OUT/tnet_iou34.report" &
     wait
     variant tnet_adamw6000 configs/real/tnet.yaml "${ADAMW[@]}" > "$OUT/tnet_adamw6000.report" &
     { variant snet_adamw configs/real/snet.yaml "${ADAMW[@]}" > "$OUT/snet_adamw.report"
