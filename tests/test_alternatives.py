@@ -44,6 +44,22 @@ def test_finetune_schedules_follow_the_papers_two_settings(alternatives):
     assert {s.teacher_as for s in alternatives.finetune_stages("configs/synth")} == {"MODEL.WEIGHTS"}
 
 
+def test_real_finetuning_continues_the_teachers_optimizer_at_its_last_rate():
+    """configs/real: the teacher's optimizer (AdamW) at its last rate for 3/10 of half the
+    students' iterations, then 0.1x (lr1); 0.1x throughout (lr2); the students keep SGD."""
+    from count_flops import load_config
+
+    teacher, student = load_config("configs/real/tnet.yaml"), load_config("configs/real/snet.yaml")
+    last = teacher.SOLVER.BASE_LR * teacher.SOLVER.GAMMA ** len(teacher.SOLVER.STEPS)
+    cfg, lr1 = learning_rates("configs/real/finetune_lr1.yaml", [0, 224, 225, 749])
+    assert cfg.SOLVER.MAX_ITER == student.SOLVER.MAX_ITER // 2
+    assert lr1 == pytest.approx([last, last, last / 10, last / 10])
+    lr2_cfg, lr2 = learning_rates("configs/real/finetune_lr2.yaml", [0, 400, 749])
+    assert lr2 == pytest.approx([last / 10] * 3)
+    assert cfg.SOLVER.OPTIMIZER == lr2_cfg.SOLVER.OPTIMIZER == teacher.SOLVER.OPTIMIZER == "AdamW"
+    assert student.SOLVER.OPTIMIZER == "SGD"
+
+
 def test_teacher_input_opts_give_the_student_the_teachers_test_input(alternatives):
     from count_flops import load_config
 
