@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import zoominnet_d2  # noqa: F401  (compat fixes before Detectron2)
-from zoominnet_d2.modeling.losses import position_aware_l2
+from zoominnet_d2.modeling.losses import level_scale_normalized, position_aware_l2
 
 
 def loop_reference(teacher, student, mask):
@@ -105,3 +105,42 @@ def test_shape_checks():
         position_aware_l2(t, t, torch.zeros(2, 5, 4, dtype=torch.bool))
     with pytest.raises(TypeError, match="bool"):
         position_aware_l2(t, t, torch.zeros(2, 4, 5))
+
+
+def level_rms_reference(x):
+    """x / sqrt(mean of its squared elements), the mean with a Python loop (float64)."""
+    values = x.flatten().tolist()
+    return x / math.sqrt(sum(v * v for v in values) / len(values))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_level_rms_scale_matches_loops(seed):
+    teacher, student, mask = random_inputs(seed)
+    loss = position_aware_l2(level_scale_normalized(teacher), level_scale_normalized(student), mask)
+    expected = loop_reference(level_rms_reference(teacher), level_rms_reference(student), mask)
+    assert math.isclose(loss.item(), expected, rel_tol=1e-10)
+
+
+def test_level_rms_scale_ignores_the_scale_of_either_map():
+    """The property DISTILL_SCALE "level_rms" is for: a teacher level 30x larger (as the
+    AdamW teacher's P7 on real frames) or a rescaled student gives the same loss, and the
+    gradient has no component along the student map, so it never pulls the student's scale."""
+    teacher, student, mask = random_inputs(7)
+    base = position_aware_l2(level_scale_normalized(teacher), level_scale_normalized(student), mask)
+    for t_scale, s_scale in [(30.0, 1.0), (1.0, 0.05), (12.5, 3.0)]:
+        scaled = position_aware_l2(level_scale_normalized(t_scale * teacher),
+                                   level_scale_normalized(s_scale * student), mask)
+        assert math.isclose(scaled.item(), base.item(), rel_tol=1e-10)
+    raw_30x = position_aware_l2(30.0 * teacher, student, mask)
+    assert raw_30x.item() > 100 * position_aware_l2(teacher, student, mask).item()
+
+    student.requires_grad_(True)
+    position_aware_l2(level_scale_normalized(teacher), level_scale_normalized(student), mask).backward()
+    radial = float((student.grad * student).sum())
+    assert abs(radial) < 1e-10 * float(student.grad.norm() * student.detach().norm())
+    assert float(student.grad.norm()) > 0
+
+
+def test_level_rms_scale_of_a_zero_map_stays_zero():
+    zeros = torch.zeros(1, 2, 3, 3, dtype=torch.float64)
+    assert torch.equal(level_scale_normalized(zeros), zeros)

@@ -691,6 +691,36 @@ def test_short_cskd_run_with_gradient_clipping_still_decreases_it_most(teacher):
     assert distilled[-5:].mean() < 0.5 * control[-5:].mean(), (distilled, control)
 
 
+def _distill_loss_with_teacher_p7_scaled(teacher, distill_scale, factor):
+    """loss_distill of one fixed batch when the teacher's P7 map is ``factor`` x its own
+    (its last conv's weight and bias multiplied: what AdamW's drift did to a real teacher)."""
+    cfg = make_cfg("la", teacher, ["MODEL.ZOOMIN.DISTILL_SCALE", distill_scale])
+    torch.manual_seed(0)
+    model = build_model_with_teacher(cfg)
+    p7 = model.teacher.model.backbone.top_block.p7
+    with torch.no_grad():
+        p7.weight.mul_(factor)
+        p7.bias.mul_(factor)
+    model.train()
+    with EventStorage():
+        return model([make_input(128, 160, seed=1), make_input(128, 160, seed=2)])["loss_distill"].item()
+
+
+def test_level_rms_distillation_ignores_a_teacher_levels_scale(teacher):
+    """DISTILL_SCALE "level_rms": a 30x teacher P7 leaves the loss as it is; "raw" (Eq. 19)
+    grows with it, P7 (every position a key one at these sizes) taking over the loss."""
+    normalized = [_distill_loss_with_teacher_p7_scaled(teacher, "level_rms", f) for f in (1.0, 30.0)]
+    assert normalized[0] > 0
+    assert math.isclose(normalized[0], normalized[1], rel_tol=1e-4), normalized
+    raw = [_distill_loss_with_teacher_p7_scaled(teacher, "raw", f) for f in (1.0, 30.0)]
+    assert raw[1] > 3 * raw[0], raw
+
+
+def test_unknown_distill_scale_names_the_key():
+    with pytest.raises(ValueError, match="MODEL.ZOOMIN.DISTILL_SCALE"):
+        build_model(make_cfg("la", opts=["MODEL.ZOOMIN.DISTILL_SCALE", "rms"]))
+
+
 @pytest.mark.parametrize("align", ["la", "fa", "none"])
 def test_no_boxes_zero_distillation_loss(teacher, align):
     model = build_model_with_teacher(make_cfg(align, teacher))

@@ -100,6 +100,12 @@ def add_zoominnet_config(cfg: CN) -> CN:
     _C.MODEL.ZOOMIN.SUBPIXEL_INFERENCE = False
     # Weight of the position-aware L2 loss, lambda_distill in Eq. 22 (paper: 0.01).
     _C.MODEL.ZOOMIN.DISTILL_WEIGHT = 0.01
+    # Scale of the distilled maps: "raw" (the paper's Eq. 19, the maps as they are) or
+    # "level_rms" (each level's teacher and student map divided by its own root mean square
+    # over the batch first, zoominnet_d2/modeling/losses.py). With a BatchNorm per level in the
+    # head, a level's scale does not change the teacher's detections and can drift in its
+    # training (P6/P7 have no normalisation); "raw" then makes the student copy that scale.
+    _C.MODEL.ZOOMIN.DISTILL_SCALE = "raw"
 
     # Every VIS_PERIOD training iterations, draw the student's and teacher's feature maps
     # and the AKDP key positions of one fixed training image to TensorBoard. 0: off.

@@ -8,13 +8,17 @@ passes the whole batch's count over the processes divided by their number, so th
 average of the processes' gradients is the gradient over the whole batch). The weight lambda_distill of Eq. 21
 (0.01 in the paper) is applied by the caller. FGFI divides by 2 x (number of masked
 positions); ZoomInNet's Eq. 21 does not, and neither do we.
+
+:func:`level_scale_normalized` is the option ``MODEL.ZOOMIN.DISTILL_SCALE: "level_rms"``: each
+level's teacher and student maps divided by their own root mean square before Eq. 19, so
+that the loss ignores a per-level scale of either map (see the function).
 """
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-__all__ = ["position_aware_l2"]
+__all__ = ["level_scale_normalized", "position_aware_l2"]
 
 
 def position_aware_l2(teacher: Tensor, student: Tensor, mask: Tensor,
@@ -59,3 +63,24 @@ def position_aware_l2(teacher: Tensor, student: Tensor, mask: Tensor,
     t = teacher.detach()[idx_n, :, idx_y, idx_x]
     s = student[idx_n, :, idx_y, idx_x]
     return (t - s).square().sum() / (count if num_positions is None else num_positions)
+
+
+def level_scale_normalized(x: Tensor, eps: float = 1e-12) -> Tensor:
+    """``x`` divided by its root mean square over all of its elements.
+
+    A RetinaNet head with a BatchNorm per level (``MODEL.RETINANET.NORM``) gives the same
+    output when a level's input map is multiplied by a positive number, so a teacher's
+    per-level scale can drift in training without changing its detections: Detectron2's
+    P6/P7 (``LastLevelP6P7``) have no normalisation of their own. Eq. 19 on such maps asks
+    the student to copy that arbitrary scale. After this normalisation the distilled
+    quantity is the map's pattern, and ``position_aware_l2`` of two normalised maps does not
+    change when either map is scaled (its gradient has no component along the student map).
+
+    Args:
+        x: (N, C, H, W) one level's map of the whole batch (the student's keeps its graph).
+        eps: floor of the mean square (an all-zero map stays zero).
+
+    Returns:
+        Tensor (N, C, H, W): ``x / sqrt(max(mean(x ** 2), eps))``.
+    """
+    return x / x.square().mean().clamp_min(eps).sqrt()

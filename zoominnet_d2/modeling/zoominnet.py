@@ -11,7 +11,8 @@ The student *is* the RetinaNet (``ZoomInNet`` subclasses it); what differs is co
 
 With a teacher, :meth:`ZoomInNet.forward_training` adds ``loss_distill`` = DISTILL_WEIGHT x the
 sum over level pairs of the position-aware L2 loss (Eq. 21) on the AKDP key positions
-(Eqs. 11-18), i.e. Eq. 22's distillation term. :meth:`ZoomInNet.distillation_pairs` is the one
+(Eqs. 11-18), i.e. Eq. 22's distillation term (with ``MODEL.ZOOMIN.DISTILL_SCALE``
+"level_rms", of each level's maps divided by their root mean square). :meth:`ZoomInNet.distillation_pairs` is the one
 place that computes what is distilled; the loss, the feature visualizer and the benchmark use it.
 Inference never touches the teacher.
 """
@@ -31,10 +32,11 @@ from .akdp import AKDP_SCOPES, akdp_masks_batch
 from .alignment import UpsampledGridAnchorGenerator, ZoomInRetinaNetHead
 from .fast_inference import FastDecodeMixin
 from .geometry import CrossScaleGeometry
-from .losses import position_aware_l2
+from .losses import level_scale_normalized, position_aware_l2
 from .teacher import FrozenTeacher, build_teacher
 
 DISTILL_FEATURES = ("fpn", "tower")
+DISTILL_SCALES = ("raw", "level_rms")
 
 
 class CrossScaleImages(ImageList):
@@ -75,6 +77,7 @@ class ZoomInNet(FastDecodeMixin, RetinaNet):
         geometry: CrossScaleGeometry,
         distill_features: str = "fpn",
         distill_weight: float = 0.01,
+        distill_scale: str = "raw",
         akdp_scope: str = "level",
         akdp_lambda: Optional[float] = None,
         save_teacher: bool = False,
@@ -85,6 +88,8 @@ class ZoomInNet(FastDecodeMixin, RetinaNet):
             geometry: the student/teacher scale and alignment.
             distill_features: "fpn" or "tower".
             distill_weight: lambda_distill of Eq. 22.
+            distill_scale: "raw" (Eq. 19 on the maps) or "level_rms" (on each level's maps
+                divided by their root mean square, :func:`level_scale_normalized`).
             akdp_scope, akdp_lambda: see :func:`akdp_mask`.
             save_teacher: also put an attached teacher's weights in ``state_dict()`` as "teacher.*".
             kwargs: :class:`RetinaNet` arguments; ``head`` must be a ZoomInRetinaNetHead.
@@ -94,11 +99,14 @@ class ZoomInNet(FastDecodeMixin, RetinaNet):
             raise ValueError(
                 f"MODEL.ZOOMIN.DISTILL_FEATURES must be one of {DISTILL_FEATURES}, got {distill_features!r}"
             )
+        if distill_scale not in DISTILL_SCALES:
+            raise ValueError(f"MODEL.ZOOMIN.DISTILL_SCALE must be one of {DISTILL_SCALES}, got {distill_scale!r}")
         if akdp_scope not in AKDP_SCOPES:
             raise ValueError(f"MODEL.ZOOMIN.AKDP.SCOPE must be one of {AKDP_SCOPES}, got {akdp_scope!r}")
         self.geometry = geometry
         self.distill_features = distill_features
         self.distill_weight = distill_weight
+        self.distill_scale = distill_scale
         self.akdp_scope = akdp_scope
         self.akdp_lambda = akdp_lambda
         self.save_teacher = save_teacher
@@ -122,6 +130,7 @@ class ZoomInNet(FastDecodeMixin, RetinaNet):
             geometry=geometry,
             distill_features=z.DISTILL_FEATURES,
             distill_weight=z.DISTILL_WEIGHT,
+            distill_scale=z.DISTILL_SCALE,
             akdp_scope=z.AKDP.SCOPE,
             akdp_lambda=z.AKDP.LAMBDA if z.AKDP.LAMBDA >= 0 else None,
             save_teacher=z.TEACHER.SAVE_IN_CHECKPOINT,
@@ -190,7 +199,7 @@ class ZoomInNet(FastDecodeMixin, RetinaNet):
             return losses
         student = towers[0] if towers else [self.geometry.to_prediction_grid(f) for f in features]
         pairs = self.distillation_pairs(images, features, student, [x.gt_boxes for x in gt_instances])
-        losses["loss_distill"] = self.distill_weight * distillation_loss(pairs)
+        losses["loss_distill"] = self.distill_weight * distillation_loss(pairs, self.distill_scale)
         # One device-to-host transfer for all levels' key fractions.
         fractions = torch.stack([m.float().mean() for m in pairs.masks]).tolist()
         get_event_storage().put_scalars(**{f"akdp/key_fraction_l{i}": f for i, f in enumerate(fractions)})
@@ -238,12 +247,14 @@ class ZoomInNet(FastDecodeMixin, RetinaNet):
         return self.distillation_pairs(images, features, student, gt_boxes)
 
 
-def distillation_loss(pairs: DistillationPairs) -> Tensor:
-    """Sum over level pairs of the position-aware L2 loss (Eq. 21) on the key positions.
+def distillation_loss(pairs: DistillationPairs, scale: str = "raw") -> Tensor:
+    """Sum over level pairs of the position-aware L2 loss (Eq. 21) on the key positions;
+    with ``scale`` "level_rms", of each level's maps divided by their root mean square.
 
     With several training processes each level's normaliser is the mean key-position count
     per process, so that DDP's gradient average equals the gradient of the loss over the whole
-    batch (and the loss averaged over processes equals that loss)."""
+    batch (and the loss averaged over processes equals that loss). The root mean squares of
+    "level_rms" are each process's own (of its part of the batch)."""
     with record_function("zoominnet.distill_loss"):
         normalisers = [None] * len(pairs.masks)
         world = comm.get_world_size()
@@ -253,6 +264,8 @@ def distillation_loss(pairs: DistillationPairs) -> Tensor:
             normalisers = list(counts / world)
         total = 0.0
         for t, s, mask, n in zip(pairs.teacher, pairs.student, pairs.masks, normalisers):
+            if scale == "level_rms":
+                t, s = level_scale_normalized(t), level_scale_normalized(s)
             total = total + position_aware_l2(t, s, mask, n)
         return total
 
