@@ -58,8 +58,8 @@ def test_find_frames_and_link_split(tmp_path):
         find_frames(tmp_path / "data")
 
 
-ROWS = ["tnet", "snet", "la", "cskd_la", "cskd_la_rms", "finetune_lr1", "finetune_lr2", "snet_test2x",
-        "snet_sliced", "snet_sliced_full"]
+ROWS = ["tnet", "snet", "la", "cskd_la", "finetune_lr1", "finetune_lr2", "snet_test2x", "snet_sliced",
+        "snet_sliced_full"]
 
 
 def test_real_pipeline_smoke(visdrone_real_root, tmp_path):
@@ -125,8 +125,7 @@ def test_seed_jobs_span_the_seeds_costliest_first_with_the_shared_teacher(import
     (done / "model_final.pth").touch()
     args = real_benchmark.argparse.Namespace(seeds=[0, 1], force=False, opts=["SOLVER.MAX_ITER", "5"])
     jobs = real_benchmark.seed_jobs(real_benchmark.STUDENTS, args, tmp_path)
-    assert [j.name for j in jobs] == ["seed 0 cskd_la", "seed 1 cskd_la", "seed 0 cskd_la_rms", "seed 1 cskd_la_rms",
-                                      "seed 0 la", "seed 1 la", "seed 0 snet"]
+    assert [j.name for j in jobs] == ["seed 0 cskd_la", "seed 1 cskd_la", "seed 0 la", "seed 1 la", "seed 0 snet"]
     assert all(j.needs == () for j in jobs)  # the teacher is trained before
     calls = []
     monkeypatch.setattr(experiment, "run_train_net", lambda args, env, *rest: calls.append(args))

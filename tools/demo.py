@@ -14,9 +14,6 @@ Stages, each reused when its output is complete (``--force`` redoes them):
 6. the alternatives a user weighs (``tools/alternatives.py``; ``--no-alternatives`` leaves them
    out): TNet fine-tuned at 1x with the paper's two learning-rate settings, SNet tested at 2x,
    SNet on SAHI slices at 2x without and with the full-image pass;
-7. only with ``--stages``: ``fa_thin`` and ``cskd_fa_thin`` (the paper's FA students with the
-   thin head) and ``cskd_la_rms`` (``cskd_la`` on level-RMS-normalised maps,
-   ``MODEL.ZOOMIN.DISTILL_SCALE``);
 
 every model trained with the same schedule (``configs/synth/``) and evaluated on
 ``synthdrone_val``; then a Table 3-like ``results.md`` / ``results.json`` (GFLOPs, mAP, AP_S,
@@ -47,13 +44,10 @@ STAGES = [
     Stage("la", "configs/synth/la.yaml", "SNet + LA", 1.4),
     Stage("cskd_la", "configs/synth/cskd_la.yaml", "SNet + LA + CSKD", 2.2, teacher_as="MODEL.ZOOMIN.TEACHER.WEIGHTS"),
 ]
-# Stages only on request (--stages ...): the paper's FA students with the thin head, and the
-# LA student distilled on level-RMS-normalised maps (MODEL.ZOOMIN.DISTILL_SCALE).
+# Stages only on request (--stages ...): the paper's FA students with the thin head.
 OPTIONAL_STAGES = [
     Stage("fa_thin", "configs/synth/fa_thin.yaml", "SNet + FA ThinHead", 2.0),
     Stage("cskd_fa_thin", "configs/synth/cskd_fa_thin.yaml", "SNet + FA ThinHead + CSKD", 3.0,
-          teacher_as="MODEL.ZOOMIN.TEACHER.WEIGHTS"),
-    Stage("cskd_la_rms", "configs/synth/cskd_la_rms.yaml", "SNet + LA + CSKD (level-RMS maps)", 2.2,
           teacher_as="MODEL.ZOOMIN.TEACHER.WEIGHTS"),
 ]
 DATASET = "synthdrone_val"

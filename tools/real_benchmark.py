@@ -44,8 +44,6 @@ STUDENTS = [
     Stage("la", "configs/real/la.yaml", "SNet + LA", 2.0),
     Stage("cskd_la", "configs/real/cskd_la.yaml", "SNet + LA + CSKD", 2.8,
           teacher_as="MODEL.ZOOMIN.TEACHER.WEIGHTS"),
-    Stage("cskd_la_rms", "configs/real/cskd_la_rms.yaml", "SNet + LA + CSKD (level-RMS maps)", 2.8,
-          teacher_as="MODEL.ZOOMIN.TEACHER.WEIGHTS"),
 ]
 DATASET = "visdrone2019_val"
 TAG = "real"
