@@ -33,6 +33,7 @@ from zoominnet_d2.data.cross_scale_mapper import ZoomInDatasetMapper, scale_tran
 from zoominnet_d2.modeling import ZoomInNet, akdp_masks_batch, build_model_with_teacher
 from zoominnet_d2.modeling.alignment import ZoomInRetinaNetHead
 from zoominnet_d2.modeling.teacher import load_teacher_weights
+from zoominnet_d2.modeling.losses import position_aware_l2
 
 from tiny_models import write_teacher_yaml
 
@@ -714,6 +715,34 @@ def test_level_rms_distillation_ignores_a_teacher_levels_scale(teacher):
     assert math.isclose(normalized[0], normalized[1], rel_tol=1e-4), normalized
     raw = [_distill_loss_with_teacher_p7_scaled(teacher, "raw", f) for f in (1.0, 30.0)]
     assert raw[1] > 3 * raw[0], raw
+
+
+def test_distill_levels_sums_only_the_chosen_levels(teacher):
+    """DISTILL_LEVELS [0, 1, 2]: loss_distill is the weight times Eq. 21 of P3-P5's pairs
+    alone, each computed here from the pairs the model distils (independent of the level loop)."""
+    batch = [make_input(128, 160, seed=1), make_input(128, 160, seed=2)]
+
+    def losses(opts):
+        torch.manual_seed(0)
+        model = build_model_with_teacher(make_cfg("la", teacher, opts))
+        model.train()
+        with EventStorage():
+            return model, model(batch)["loss_distill"].item()
+
+    model, chosen = losses(["MODEL.ZOOMIN.DISTILL_LEVELS", "[0, 1, 2]"])
+    _, every = losses([])
+    with torch.no_grad():
+        pairs = model.inspect_distillation(batch)
+    per_level = [position_aware_l2(t, s, m).item() for t, s, m in zip(pairs.teacher, pairs.student, pairs.masks)]
+    weight = model.distill_weight
+    assert math.isclose(chosen, weight * sum(per_level[:3]), rel_tol=1e-4), (chosen, per_level)
+    assert math.isclose(every, weight * sum(per_level), rel_tol=1e-4), (every, per_level)
+    assert per_level[3] > 0 and per_level[4] > 0
+
+
+def test_distill_levels_out_of_range_names_the_key():
+    with pytest.raises(ValueError, match="MODEL.ZOOMIN.DISTILL_LEVELS .*0..4"):
+        build_model(make_cfg("la", opts=["MODEL.ZOOMIN.DISTILL_LEVELS", "[5]"]))
 
 
 def test_unknown_distill_scale_names_the_key():

@@ -106,6 +106,10 @@ def add_zoominnet_config(cfg: CN) -> CN:
     # head, a level's scale does not change the teacher's detections and can drift in its
     # training (P6/P7 have no normalisation); "raw" then makes the student copy that scale.
     _C.MODEL.ZOOMIN.DISTILL_SCALE = "raw"
+    # Indices of the level pairs that are distilled (0: the finest prediction level, e.g. P3;
+    # LA's first level on the 2x grid). Empty: every level (the paper). The others still get
+    # AKDP masks (logged) but add nothing to the loss.
+    _C.MODEL.ZOOMIN.DISTILL_LEVELS = []
 
     # Every VIS_PERIOD training iterations, draw the student's and teacher's feature maps
     # and the AKDP key positions of one fixed training image to TensorBoard. 0: off.

@@ -16,7 +16,7 @@ sum over level pairs of the position-aware L2 loss (Eq. 21) on the AKDP key posi
 place that computes what is distilled; the loss, the feature visualizer and the benchmark use it.
 Inference never touches the teacher.
 """
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 from detectron2.config import configurable
@@ -78,6 +78,7 @@ class ZoomInNet(FastDecodeMixin, RetinaNet):
         distill_features: str = "fpn",
         distill_weight: float = 0.01,
         distill_scale: str = "raw",
+        distill_levels: Sequence[int] = (),
         akdp_scope: str = "level",
         akdp_lambda: Optional[float] = None,
         save_teacher: bool = False,
@@ -90,6 +91,7 @@ class ZoomInNet(FastDecodeMixin, RetinaNet):
             distill_weight: lambda_distill of Eq. 22.
             distill_scale: "raw" (Eq. 19 on the maps) or "level_rms" (on each level's maps
                 divided by their root mean square, :func:`level_scale_normalized`).
+            distill_levels: indices of the distilled level pairs; empty: all.
             akdp_scope, akdp_lambda: see :func:`akdp_mask`.
             save_teacher: also put an attached teacher's weights in ``state_dict()`` as "teacher.*".
             kwargs: :class:`RetinaNet` arguments; ``head`` must be a ZoomInRetinaNetHead.
@@ -101,12 +103,17 @@ class ZoomInNet(FastDecodeMixin, RetinaNet):
             )
         if distill_scale not in DISTILL_SCALES:
             raise ValueError(f"MODEL.ZOOMIN.DISTILL_SCALE must be one of {DISTILL_SCALES}, got {distill_scale!r}")
+        num_levels = len(self.head_in_features)
+        if any(not 0 <= i < num_levels for i in distill_levels):
+            raise ValueError(f"MODEL.ZOOMIN.DISTILL_LEVELS must hold level indices 0..{num_levels - 1}, "
+                             f"got {list(distill_levels)}")
         if akdp_scope not in AKDP_SCOPES:
             raise ValueError(f"MODEL.ZOOMIN.AKDP.SCOPE must be one of {AKDP_SCOPES}, got {akdp_scope!r}")
         self.geometry = geometry
         self.distill_features = distill_features
         self.distill_weight = distill_weight
         self.distill_scale = distill_scale
+        self.distill_levels = tuple(distill_levels) or tuple(range(num_levels))
         self.akdp_scope = akdp_scope
         self.akdp_lambda = akdp_lambda
         self.save_teacher = save_teacher
@@ -131,6 +138,7 @@ class ZoomInNet(FastDecodeMixin, RetinaNet):
             distill_features=z.DISTILL_FEATURES,
             distill_weight=z.DISTILL_WEIGHT,
             distill_scale=z.DISTILL_SCALE,
+            distill_levels=tuple(z.DISTILL_LEVELS),
             akdp_scope=z.AKDP.SCOPE,
             akdp_lambda=z.AKDP.LAMBDA if z.AKDP.LAMBDA >= 0 else None,
             save_teacher=z.TEACHER.SAVE_IN_CHECKPOINT,
@@ -199,7 +207,7 @@ class ZoomInNet(FastDecodeMixin, RetinaNet):
             return losses
         student = towers[0] if towers else [self.geometry.to_prediction_grid(f) for f in features]
         pairs = self.distillation_pairs(images, features, student, [x.gt_boxes for x in gt_instances])
-        losses["loss_distill"] = self.distill_weight * distillation_loss(pairs, self.distill_scale)
+        losses["loss_distill"] = self.distill_weight * distillation_loss(pairs, self.distill_scale, self.distill_levels)
         # One device-to-host transfer for all levels' key fractions.
         fractions = torch.stack([m.float().mean() for m in pairs.masks]).tolist()
         get_event_storage().put_scalars(**{f"akdp/key_fraction_l{i}": f for i, f in enumerate(fractions)})
@@ -247,9 +255,10 @@ class ZoomInNet(FastDecodeMixin, RetinaNet):
         return self.distillation_pairs(images, features, student, gt_boxes)
 
 
-def distillation_loss(pairs: DistillationPairs, scale: str = "raw") -> Tensor:
-    """Sum over level pairs of the position-aware L2 loss (Eq. 21) on the key positions;
-    with ``scale`` "level_rms", of each level's maps divided by their root mean square.
+def distillation_loss(pairs: DistillationPairs, scale: str = "raw", levels: Optional[Sequence[int]] = None) -> Tensor:
+    """Sum over the level pairs ``levels`` (default: all) of the position-aware L2 loss
+    (Eq. 21) on the key positions; with ``scale`` "level_rms", of each level's maps divided
+    by their root mean square.
 
     With several training processes each level's normaliser is the mean key-position count
     per process, so that DDP's gradient average equals the gradient of the loss over the whole
@@ -263,7 +272,9 @@ def distillation_loss(pairs: DistillationPairs, scale: str = "raw") -> Tensor:
             torch.distributed.all_reduce(counts)
             normalisers = list(counts / world)
         total = 0.0
-        for t, s, mask, n in zip(pairs.teacher, pairs.student, pairs.masks, normalisers):
+        levels = range(len(pairs.masks)) if levels is None else levels
+        for level in levels:
+            t, s, mask, n = pairs.teacher[level], pairs.student[level], pairs.masks[level], normalisers[level]
             if scale == "level_rms":
                 t, s = level_scale_normalized(t), level_scale_normalized(s)
             total = total + position_aware_l2(t, s, mask, n)
