@@ -26,7 +26,7 @@ def loop_statistics(student, teacher, mask, scores, thresh):
         "sq_norm_student": sum(s[k, y, x] ** 2 for y, x in keys for k in range(c)) / len(keys),
         "sq_norm_teacher": sum(t[k, y, x] ** 2 for y, x in keys for k in range(c)) / len(keys),
         "distance": sum((t[k, y, x] - s[k, y, x]) ** 2 for y, x in keys for k in range(c)) / len(keys),
-        "fired": sum(1 for v in scores.flatten().tolist() if v > thresh),
+        "fired": sum(1 for v in scores.flatten().tolist() if v > thresh) / scores.numel(),
         "max_score": max(scores.flatten().tolist()),
     }
 
@@ -53,7 +53,7 @@ def test_images_without_key_positions_do_not_count_for_key_fields(import_tool):
     full = tool.level_statistics(torch.zeros(2, 3, 3), torch.ones(2, 3, 3), torch.ones(3, 3, dtype=torch.bool),
                                  torch.ones(9), 0.05)
     (row,) = tool.mean_over_images([[empty], [full]])
-    assert row["distance"] == 2.0 and row["key_fraction"] == 0.5 and row["fired"] == 4.5
+    assert row["distance"] == 2.0 and row["key_fraction"] == 0.5 and row["fired"] == 0.5
 
 
 def save_run(folder, yaml_text, scale_p7=1.0):
@@ -73,7 +73,9 @@ def save_run(folder, yaml_text, scale_p7=1.0):
     torch.save({"model": model.state_dict()}, folder / "model_final.pth")
 
 
-def test_command_shows_a_teacher_levels_scale(import_tool, tmp_path, capsys):
+@pytest.mark.parametrize("crops", [0, 2])
+def test_command_shows_a_teacher_levels_scale(import_tool, tmp_path, capsys, crops):
+    """On whole images and on training crops (here the square resize and a random flip)."""
     tool = import_tool("distillation_levels")
     teacher_yaml = write_teacher_yaml(tmp_path / "tnet.yaml", square=128).read_text()
     save_run(tmp_path / "tnet", teacher_yaml)
@@ -94,9 +96,10 @@ def test_command_shows_a_teacher_levels_scale(import_tool, tmp_path, capsys):
     for name in ("tnet", "tnet_p7x30"):
         out = tmp_path / f"{name}.json"
         tool.main(["--teacher", str(tmp_path / name), "--run", str(tmp_path / "la"), "--images", str(images),
-                   "--output", str(out)])
+                   "--output", str(out), "--crops", str(crops)])
         stats[name] = json.loads(out.read_text())["levels"][str(tmp_path / "la")]
-    assert "| level |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| level |" in printed and ("2 training crops of each of" in printed) == (crops == 2)
     plain, scaled = stats["tnet"], stats["tnet_p7x30"]
     assert len(plain) == 5
     assert math.isclose(scaled[4]["rms_teacher"], 30 * plain[4]["rms_teacher"], rel_tol=1e-4)

@@ -5,13 +5,15 @@ positions, the position-aware L2 distance, and how strongly the student's head f
     python tools/distillation_levels.py --teacher real_output/tnet \\
         --run real_output/seed_0/la --run real_output/seed_0/cskd_la \\
         --images real_output/data/VisDrone2019-DET-val/images [--annotations DIR] \\
-        [--max-images 12] [--output levels.json]
+        [--max-images 12] [--crops 2] [--output levels.json]
 
 Each ``--run`` and ``--teacher`` is a training output folder (``config.yaml`` and
 ``model_final.pth``, as ``train_net.py`` writes them); every student is paired with the
-``--teacher`` (whatever teacher it was trained with, if any). The images are evaluated as
+``--teacher`` (whatever teacher it was trained with, if any). The images are seen as
 evaluation sees them: the student's view at its test size, the teacher's at INPUT_SCALE x
-(:func:`zoominnet_d2.visualization.visualization_mapper`), BatchNorm in inference mode. The
+(:func:`zoominnet_d2.visualization.visualization_mapper`); or, with ``--crops K``, as training
+sees them: K random crops of each image through the run's training augmentation (crop, flip;
+the same crops for every run, numpy seeded with 0). BatchNorm is in inference mode. The
 annotations (default ``../annotations`` next to the images) give the key positions.
 
 Printed (and written to ``--output`` as JSON), per run and level, averaged over the images:
@@ -21,7 +23,8 @@ Printed (and written to ``--output`` as JSON), per run and level, averaged over 
 - ``sq_norm_student`` / ``sq_norm_teacher``: squared channel norm at the key positions;
 - ``distance``: squared channel distance teacher - student at the key positions, i.e. the
   level's term of Eq. 21 before its weight (what ``DISTILL_SCALE: raw`` trains on);
-- ``fired``: anchors per image whose class score passes ``MODEL.RETINANET.SCORE_THRESH_TEST``;
+- ``fired``: share of the level's anchors whose class score passes
+  ``MODEL.RETINANET.SCORE_THRESH_TEST``;
 - ``max_score``: the highest class score of the level.
 """
 import argparse
@@ -31,6 +34,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -38,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import zoominnet_d2  # noqa: F401,E402  (first: compat fixes, registrations)
 from zoominnet_d2 import load_config  # noqa: E402
 from zoominnet_d2.checkpoint import SafeDetectionCheckpointer  # noqa: E402
+from zoominnet_d2.data.cross_scale_mapper import ZoomInDatasetMapper  # noqa: E402
 from zoominnet_d2.modeling.teacher import FrozenTeacher, load_teacher_config  # noqa: E402
 from zoominnet_d2.visualization import collect_distillation_maps, load_image_dict, visualization_mapper  # noqa: E402
 
@@ -68,7 +73,7 @@ def level_statistics(student: torch.Tensor, teacher: torch.Tensor, mask: torch.T
         "sq_norm_student": float(s_keys.square().sum() / keys) if keys else nan,
         "sq_norm_teacher": float(t_keys.square().sum() / keys) if keys else nan,
         "distance": float((t_keys - s_keys).square().sum() / keys) if keys else nan,
-        "fired": float((scores > score_thresh).sum()),
+        "fired": float((scores > score_thresh).float().mean()),
         "max_score": float(scores.max()),
     }
 
@@ -97,12 +102,19 @@ def build_student(run: Path, teacher: FrozenTeacher):
 
 
 @torch.no_grad()
-def run_statistics(run: Path, teacher: FrozenTeacher, images: List[Path], annotations: Path) -> List[Dict]:
+def run_statistics(run: Path, teacher: FrozenTeacher, images: List[Path], annotations: Path,
+                   crops: int = 0) -> List[Dict]:
+    """:func:`level_statistics` of ``run``'s student and ``teacher`` per level, averaged over
+    the whole ``images`` or, with ``crops`` > 0, over that many training crops of each."""
     model, cfg = build_student(run, teacher)
-    mapper = visualization_mapper(cfg, with_teacher=True)
+    if crops:
+        mapper = ZoomInDatasetMapper(cfg, is_train=True, with_teacher=True)
+        np.random.seed(0)
+    else:
+        mapper = visualization_mapper(cfg, with_teacher=True)
     thresh = cfg.MODEL.RETINANET.SCORE_THRESH_TEST
     per_image = []
-    for image in images:
+    for image in [i for i in images for _ in range(max(crops, 1))]:
         label = annotations / f"{image.stem}.txt"
         sample = mapper(load_image_dict(str(image), str(label) if label.is_file() else None))
         maps = collect_distillation_maps(model, sample)
@@ -134,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="their VisDrone .txt annotations (default: ../annotations next to --images)")
     parser.add_argument("--max-images", type=int, default=12,
                         help="the first N frames in name order (default 12)")
+    parser.add_argument("--crops", type=int, default=0,
+                        help="K > 0: K random training crops of each image instead of the whole image")
     parser.add_argument("--output", type=Path, help="also write the statistics here as JSON")
     return parser
 
@@ -152,12 +166,13 @@ def main(argv=None) -> None:
                                        str(args.teacher / "model_final.pth"),
                                        config_file=str(args.teacher / "config.yaml"))
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    results = {str(run): run_statistics(run, teacher, images, annotations) for run in args.run}
-    print(f"{len(images)} frames of {args.images}, teacher {args.teacher}")
+    results = {str(run): run_statistics(run, teacher, images, annotations, args.crops) for run in args.run}
+    view = f"{args.crops} training crops of each of" if args.crops else "whole"
+    print(f"{view} {len(images)} frames of {args.images}, teacher {args.teacher}")
     print(format_table(results))
     if args.output:
         args.output.write_text(json.dumps({"teacher": str(args.teacher), "images": [str(i) for i in images],
-                                           "levels": results}, indent=1))
+                                           "crops_per_image": args.crops, "levels": results}, indent=1))
 
 
 if __name__ == "__main__":
