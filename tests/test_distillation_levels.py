@@ -14,7 +14,7 @@ from zoominnet_d2 import add_zoominnet_config
 from tiny_models import SYNTH, write_teacher_yaml
 
 
-def loop_statistics(student, teacher, mask, scores, thresh):
+def loop_statistics(student, teacher, mask, scores, teacher_scores, thresh):
     """The fields of level_statistics with Python loops (float64)."""
     s, t, m = student.double().numpy(), teacher.double().numpy(), mask.numpy()
     c, h, w = s.shape
@@ -28,6 +28,8 @@ def loop_statistics(student, teacher, mask, scores, thresh):
         "distance": sum((t[k, y, x] - s[k, y, x]) ** 2 for y, x in keys for k in range(c)) / len(keys),
         "fired": sum(1 for v in scores.flatten().tolist() if v > thresh) / scores.numel(),
         "max_score": max(scores.flatten().tolist()),
+        "teacher_fired": sum(1 for v in teacher_scores.flatten().tolist() if v > thresh) / teacher_scores.numel(),
+        "teacher_max_score": max(teacher_scores.flatten().tolist()),
     }
 
 
@@ -37,9 +39,9 @@ def test_level_statistics_match_loops(import_tool, seed):
     gen = torch.Generator().manual_seed(seed)
     student, teacher = torch.randn(4, 5, 6, generator=gen), 3 * torch.randn(4, 5, 6, generator=gen)
     mask = torch.rand(5, 6, generator=gen) < 0.4
-    scores = torch.rand(5, 6, 9, generator=gen)
-    got = tool.level_statistics(student, teacher, mask, scores, 0.5)
-    expected = loop_statistics(student, teacher, mask, scores, 0.5)
+    scores, teacher_scores = torch.rand(5, 6, 9, generator=gen), torch.rand(5, 6, 9, generator=gen) ** 2
+    got = tool.level_statistics(student, teacher, mask, scores, teacher_scores, 0.5)
+    expected = loop_statistics(student, teacher, mask, scores, teacher_scores, 0.5)
     assert got.keys() == expected.keys() == set(tool.FIELDS)
     for field in tool.FIELDS:
         assert math.isclose(got[field], expected[field], rel_tol=1e-5), field
@@ -48,10 +50,10 @@ def test_level_statistics_match_loops(import_tool, seed):
 def test_images_without_key_positions_do_not_count_for_key_fields(import_tool):
     tool = import_tool("distillation_levels")
     empty = tool.level_statistics(torch.ones(2, 3, 3), torch.ones(2, 3, 3), torch.zeros(3, 3, dtype=torch.bool),
-                                  torch.zeros(9), 0.05)
+                                  torch.zeros(9), torch.zeros(9), 0.05)
     assert math.isnan(empty["distance"]) and empty["key_fraction"] == 0.0
     full = tool.level_statistics(torch.zeros(2, 3, 3), torch.ones(2, 3, 3), torch.ones(3, 3, dtype=torch.bool),
-                                 torch.ones(9), 0.05)
+                                 torch.ones(9), torch.ones(9), 0.05)
     (row,) = tool.mean_over_images([[empty], [full]])
     assert row["distance"] == 2.0 and row["key_fraction"] == 0.5 and row["fired"] == 0.5
 
@@ -106,6 +108,9 @@ def test_command_shows_a_teacher_levels_scale(import_tool, tmp_path, capsys, cro
     for level in range(4):
         assert math.isclose(scaled[level]["rms_teacher"], plain[level]["rms_teacher"], rel_tol=1e-6)
         assert scaled[level]["rms_student"] == plain[level]["rms_student"]
+        assert math.isclose(scaled[level]["teacher_max_score"], plain[level]["teacher_max_score"], rel_tol=1e-5)
+    # The teacher's own head sees its 30x P7 (inference-mode BatchNorm does not undo it).
+    assert scaled[4]["teacher_max_score"] != pytest.approx(plain[4]["teacher_max_score"], rel=1e-3)
     assert plain[0]["key_fraction"] > 0
 
 

@@ -25,10 +25,12 @@ Printed (and written to ``--output`` as JSON), per run and level, averaged over 
   level's term of Eq. 21 before its weight (what ``DISTILL_SCALE: raw`` trains on);
 - ``fired``: share of the level's anchors whose class score passes
   ``MODEL.RETINANET.SCORE_THRESH_TEST``;
-- ``max_score``: the highest class score of the level.
+- ``max_score``: the highest class score of the level;
+- ``teacher_fired`` / ``teacher_max_score``: the same for the teacher's head on its own view.
 """
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -47,17 +49,18 @@ from zoominnet_d2.modeling.teacher import FrozenTeacher, load_teacher_config  # 
 from zoominnet_d2.visualization import collect_distillation_maps, load_image_dict, visualization_mapper  # noqa: E402
 
 FIELDS = ("rms_student", "rms_teacher", "key_fraction", "sq_norm_student", "sq_norm_teacher", "distance",
-          "fired", "max_score")
+          "fired", "max_score", "teacher_fired", "teacher_max_score")
 
 
 def level_statistics(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor,
-                     scores: torch.Tensor, score_thresh: float) -> Dict[str, float]:
+                     scores: torch.Tensor, teacher_scores: torch.Tensor, score_thresh: float) -> Dict[str, float]:
     """The statistics of one level of one image.
 
     Args:
         student, teacher: (C, H, W) distilled maps on the same grid.
         mask: (H, W) bool AKDP key positions.
-        scores: (H*W*A*K,) or any shape: the level's class scores (after the sigmoid).
+        scores, teacher_scores: any shape: the level's class scores (after the sigmoid) of
+            the student's and the teacher's head.
         score_thresh: the test-time score threshold.
 
     Returns:
@@ -75,6 +78,8 @@ def level_statistics(student: torch.Tensor, teacher: torch.Tensor, mask: torch.T
         "distance": float((t_keys - s_keys).square().sum() / keys) if keys else nan,
         "fired": float((scores > score_thresh).float().mean()),
         "max_score": float(scores.max()),
+        "teacher_fired": float((teacher_scores > score_thresh).float().mean()),
+        "teacher_max_score": float(teacher_scores.max()),
     }
 
 
@@ -118,11 +123,19 @@ def run_statistics(run: Path, teacher: FrozenTeacher, images: List[Path], annota
         label = annotations / f"{image.stem}.txt"
         sample = mapper(load_image_dict(str(image), str(label) if label.is_file() else None))
         maps = collect_distillation_maps(model, sample)
-        features = model.backbone(model.preprocess_image([sample]).tensor)
+        batch = model.preprocess_image([sample])
+        features = model.backbone(batch.tensor)
         logits = model.head([features[f] for f in model.head_in_features])[0]
+        teacher_maps = teacher.features(batch.teacher_images, model.geometry.teacher_padded_size(batch.tensor.shape),
+                                        with_towers=False)["fpn"]
+        teacher_logits = teacher.model.head(teacher_maps)[0]
+        th, tw = sample["teacher_image"].shape[-2:]
+        teacher_grids = [(math.ceil(th / s), math.ceil(tw / s)) for s in teacher.strides]
         per_image.append([
-            level_statistics(s, t, m, lg[0, :, : hw[0], : hw[1]].sigmoid(), thresh)
-            for s, t, m, lg, hw in zip(maps["student"], maps["teacher"], maps["masks"], logits, maps["grid_sizes"])
+            level_statistics(s, t, m, lg[0, :, : hw[0], : hw[1]].sigmoid(),
+                             tlg[0, :, : thw[0], : thw[1]].sigmoid(), thresh)
+            for s, t, m, lg, hw, tlg, thw in zip(maps["student"], maps["teacher"], maps["masks"], logits,
+                                                 maps["grid_sizes"], teacher_logits, teacher_grids)
         ])
     return mean_over_images(per_image)
 
