@@ -178,7 +178,6 @@ def main(argv=None) -> None:
     teacher = FrozenTeacher.from_files(load_teacher_config(str(args.teacher / "config.yaml")),
                                        str(args.teacher / "model_final.pth"),
                                        config_file=str(args.teacher / "config.yaml"))
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     results = {str(run): run_statistics(run, teacher, images, annotations, args.crops) for run in args.run}
     view = f"{args.crops} training crops of each of" if args.crops else "whole"
     print(f"{view} {len(images)} frames of {args.images}, teacher {args.teacher}")
