@@ -10,10 +10,11 @@ The student *is* the RetinaNet (``ZoomInNet`` subclasses it); what differs is co
   ``build_model(cfg)`` is the student for evaluation, inference, export and FLOP counting.
 
 With a teacher, :meth:`ZoomInNet.forward_training` adds ``loss_distill`` = DISTILL_WEIGHT x the
-sum over level pairs of the position-aware L2 loss (Eq. 21) on the AKDP key positions
-(Eqs. 11-18), i.e. Eq. 22's distillation term (with ``MODEL.ZOOMIN.DISTILL_SCALE``
-"level_rms", of each level's maps divided by their root mean square). :meth:`ZoomInNet.distillation_pairs` is the one
-place that computes what is distilled; the loss, the feature visualizer and the benchmark use it.
+sum over level pairs (``MODEL.ZOOMIN.DISTILL_LEVELS``, default all) of the position-aware L2
+loss (Eq. 21) on the AKDP key positions (Eqs. 11-18), i.e. Eq. 22's distillation term (with
+``MODEL.ZOOMIN.DISTILL_SCALE`` "level_rms", of each level's maps divided by their root mean
+square). :meth:`ZoomInNet.distillation_pairs` is the one place that computes what is distilled;
+the loss, the feature visualizer and the benchmark use it.
 Inference never touches the teacher.
 """
 from typing import Dict, List, NamedTuple, Optional, Sequence
