@@ -12,13 +12,16 @@ positions); ZoomInNet's Eq. 21 does not, and neither do we.
 :func:`level_scale_normalized` is the option ``MODEL.ZOOMIN.DISTILL_SCALE: "level_rms"``: each
 level's teacher and student maps divided by their own root mean square before Eq. 19, so
 that the loss ignores a per-level scale of either map (see the function).
+:func:`distillation_loss` sums Eq. 21 over the level pairs that ZoomInNet distils.
 """
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
+from detectron2.utils import comm
 from torch import Tensor
+from torch.profiler import record_function
 
-__all__ = ["level_scale_normalized", "position_aware_l2"]
+__all__ = ["distillation_loss", "level_scale_normalized", "position_aware_l2"]
 
 
 def position_aware_l2(teacher: Tensor, student: Tensor, mask: Tensor,
@@ -84,3 +87,35 @@ def level_scale_normalized(x: Tensor, eps: float = 1e-12) -> Tensor:
         Tensor (N, C, H, W): ``x / sqrt(max(mean(x ** 2), eps))``.
     """
     return x / x.square().mean().clamp_min(eps).sqrt()
+
+
+def distillation_loss(pairs, scale: str = "raw", levels: Optional[Sequence[int]] = None) -> Tensor:
+    """Sum over the level pairs ``levels`` (default: all) of the position-aware L2 loss
+    (Eq. 21) on the key positions; with ``scale`` "level_rms", of each level's maps divided
+    by their root mean square.
+
+    Args:
+        pairs: a :class:`~zoominnet_d2.modeling.zoominnet.DistillationPairs` (``teacher``,
+            ``student``: #lvl (N, C, H, W) maps; ``masks``: #lvl (N, H, W) bool).
+        scale: "raw" or "level_rms" (``MODEL.ZOOMIN.DISTILL_SCALE``).
+        levels: indices of the distilled pairs (``MODEL.ZOOMIN.DISTILL_LEVELS``).
+
+    With several training processes each level's normaliser is the mean key-position count
+    per process, so that DDP's gradient average equals the gradient of the loss over the whole
+    batch (and the loss averaged over processes equals that loss). The root mean squares of
+    "level_rms" are each process's own (of its part of the batch)."""
+    with record_function("zoominnet.distill_loss"):
+        normalisers = [None] * len(pairs.masks)
+        world = comm.get_world_size()
+        if world > 1:
+            counts = torch.stack([m.sum() for m in pairs.masks]).float()
+            torch.distributed.all_reduce(counts)
+            normalisers = list(counts / world)
+        total = 0.0
+        levels = range(len(pairs.masks)) if levels is None else levels
+        for level in levels:
+            t, s, mask, n = pairs.teacher[level], pairs.student[level], pairs.masks[level], normalisers[level]
+            if scale == "level_rms":
+                t, s = level_scale_normalized(t), level_scale_normalized(s)
+            total = total + position_aware_l2(t, s, mask, n)
+        return total

@@ -24,7 +24,6 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY, RetinaNet, build_model
 from detectron2.structures import Boxes, ImageList, Instances
-from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 from torch import Tensor
 from torch.profiler import record_function
@@ -33,7 +32,7 @@ from .akdp import AKDP_SCOPES, akdp_masks_batch
 from .alignment import UpsampledGridAnchorGenerator, ZoomInRetinaNetHead
 from .fast_inference import FastDecodeMixin
 from .geometry import CrossScaleGeometry
-from .losses import level_scale_normalized, position_aware_l2
+from .losses import distillation_loss
 from .teacher import FrozenTeacher, build_teacher
 
 DISTILL_FEATURES = ("fpn", "tower")
@@ -254,32 +253,6 @@ class ZoomInNet(FastDecodeMixin, RetinaNet):
             student = [self.geometry.to_prediction_grid(f) for f in features]
         gt_boxes = [x["instances"].gt_boxes.to(self.device) for x in batched_inputs]
         return self.distillation_pairs(images, features, student, gt_boxes)
-
-
-def distillation_loss(pairs: DistillationPairs, scale: str = "raw", levels: Optional[Sequence[int]] = None) -> Tensor:
-    """Sum over the level pairs ``levels`` (default: all) of the position-aware L2 loss
-    (Eq. 21) on the key positions; with ``scale`` "level_rms", of each level's maps divided
-    by their root mean square.
-
-    With several training processes each level's normaliser is the mean key-position count
-    per process, so that DDP's gradient average equals the gradient of the loss over the whole
-    batch (and the loss averaged over processes equals that loss). The root mean squares of
-    "level_rms" are each process's own (of its part of the batch)."""
-    with record_function("zoominnet.distill_loss"):
-        normalisers = [None] * len(pairs.masks)
-        world = comm.get_world_size()
-        if world > 1:
-            counts = torch.stack([m.sum() for m in pairs.masks]).float()
-            torch.distributed.all_reduce(counts)
-            normalisers = list(counts / world)
-        total = 0.0
-        levels = range(len(pairs.masks)) if levels is None else levels
-        for level in levels:
-            t, s, mask, n = pairs.teacher[level], pairs.student[level], pairs.masks[level], normalisers[level]
-            if scale == "level_rms":
-                t, s = level_scale_normalized(t), level_scale_normalized(s)
-            total = total + position_aware_l2(t, s, mask, n)
-        return total
 
 
 def attach_configured_teacher(model: ZoomInNet, cfg) -> ZoomInNet:
