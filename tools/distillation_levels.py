@@ -30,7 +30,6 @@ Printed (and written to ``--output`` as JSON), per run and level, averaged over 
 """
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -46,7 +45,8 @@ from zoominnet_d2 import load_config  # noqa: E402
 from zoominnet_d2.checkpoint import SafeDetectionCheckpointer  # noqa: E402
 from zoominnet_d2.data.cross_scale_mapper import ZoomInDatasetMapper  # noqa: E402
 from zoominnet_d2.modeling.teacher import FrozenTeacher, load_teacher_config  # noqa: E402
-from zoominnet_d2.visualization import collect_distillation_maps, load_image_dict, visualization_mapper  # noqa: E402
+from zoominnet_d2.visualization import (collect_distillation_maps, load_image_dict, valid_grid_sizes,  # noqa: E402
+                                        visualization_mapper)
 
 FIELDS = ("rms_student", "rms_teacher", "key_fraction", "sq_norm_student", "sq_norm_teacher", "distance",
           "fired", "max_score", "teacher_fired", "teacher_max_score")
@@ -130,7 +130,7 @@ def run_statistics(run: Path, teacher: FrozenTeacher, images: List[Path], annota
                                         with_towers=False)["fpn"]
         teacher_logits = teacher.model.head(teacher_maps)[0]
         th, tw = sample["teacher_image"].shape[-2:]
-        teacher_grids = [(math.ceil(th / s), math.ceil(tw / s)) for s in teacher.strides]
+        teacher_grids = valid_grid_sizes(th, tw, teacher.strides)
         per_image.append([
             level_statistics(s, t, m, lg[0, :, : hw[0], : hw[1]].sigmoid(),
                              tlg[0, :, : thw[0], : thw[1]].sigmoid(), thresh)

@@ -9,7 +9,7 @@ The TensorBoard hook that draws them during training is
 :class:`zoominnet_d2.engine.feature_hook.FeatureVisualizationHook`.
 """
 from .inputs import load_image_dict, visualization_mapper
-from .introspection import collect_distillation_maps, unwrap_model
+from .introspection import collect_distillation_maps, unwrap_model, valid_grid_sizes
 from .panels import DEFAULT_TILE_SIZE, PANEL_KINDS, draw_feature_panels
 from .rendering import DEFAULT_MAX_SIZE, MASK_COLOR, display_size, draw_ground_truth, feature_heatmap
 from .rendering import mask_to_image, overlay_heatmap, overlay_mask
@@ -29,6 +29,7 @@ __all__ = [
     "overlay_heatmap",
     "overlay_mask",
     "unwrap_model",
+    "valid_grid_sizes",
     "visualization_mapper",
 ]
 

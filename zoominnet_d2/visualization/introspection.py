@@ -8,11 +8,17 @@ divisibility.
 """
 import copy
 import math
-from typing import Optional
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.structures import Boxes, Instances
 from torch import nn
+
+
+def valid_grid_sizes(height: int, width: int, strides: Sequence[int]) -> List[Tuple[int, int]]:
+    """Per stride, the (H, W) grid cells of an image of ``height`` x ``width`` pixels: cells
+    beyond ceil(size / stride) only see the padding to the size divisibility."""
+    return [(math.ceil(height / s), math.ceil(width / s)) for s in strides]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -75,8 +81,7 @@ def collect_distillation_maps(model: nn.Module, dataset_dict: dict, *,
     pairs = model.inspect_distillation([sample])
 
     strides = list(model.grid_strides)
-    # Cells beyond ceil(h / stride) only see padding.
-    valid = [(math.ceil(h / s), math.ceil(w / s)) for s in strides]
+    valid = valid_grid_sizes(h, w, strides)
 
     def crop(x, hw):
         return x[0, ..., : hw[0], : hw[1]].cpu()
